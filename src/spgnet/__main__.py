@@ -1,0 +1,3 @@
+from spgnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Command-line front end: thin verbs over the library.
+
+Each verb lives in ``spgnet/commands/<verb>.py`` with two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. This module only parses,
+dispatches and turns :class:`spgnet.SPGNetError` into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from spgnet import SPGNetError, __version__
+
+# verb -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("spgnet.commands.synth", "write a synthetic people dataset (DESIGN §5 layout)"),
+    "check": ("spgnet.commands.check", "validate a dataset and report every problem at once"),
+    "sheet": ("spgnet.commands.sheet", "write a PNG contact sheet of pairs with parsing and skeletons"),
+    "import-official": ("spgnet.commands.import_official", "convert the official SPGNet release layout to ours"),
+    "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
+    "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spgnet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"spgnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except SPGNetError as exc:
+        print(f"spgnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spgnet {args.command}: interrupted", file=sys.stderr)
+        return 130
