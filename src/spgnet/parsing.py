@@ -92,16 +92,32 @@ def save_colorized(labels: torch.Tensor | np.ndarray, path) -> None:
     save_image(colorize(labels), path)
 
 
-def miou(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> float:
-    """Mean intersection-over-union over the classes present in pred or target.
+def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """``(C, C)`` int64 counts, rows = target class, columns = predicted class."""
+    pred = torch.as_tensor(pred).reshape(-1).long()
+    target = torch.as_tensor(target).reshape(-1).long().to(pred.device)
+    if pred.shape != target.shape:
+        raise ValueError(f"confusion_matrix: {pred.numel()} predicted vs {target.numel()} target labels")
+    for name, t in (("pred", pred), ("target", target)):
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+            raise ValueError(f"confusion_matrix: {name} labels must lie in [0, {num_classes}), got [{int(t.min())}, {int(t.max())}]")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
-    Accumulates one confusion matrix over the whole batch (the standard dataset-level
-    mIoU when called on all pairs at once).
-    """
-    pred = pred.reshape(-1).long()
-    target = target.reshape(-1).long()
-    conf = torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+def miou_from_confusion(conf: torch.Tensor) -> float:
+    """Mean IoU over the classes present in pred or target of a confusion matrix."""
+    conf = torch.as_tensor(conf)
     inter = conf.diag().double()
     union = conf.sum(0).double() + conf.sum(1).double() - inter
     present = union > 0
     return float((inter[present] / union[present]).mean()) if present.any() else float("nan")
+
+
+def miou(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> float:
+    """Mean intersection-over-union over the classes present in pred or target.
+
+    Accumulates one confusion matrix over the whole batch (the standard dataset-level
+    mIoU when called on all pairs at once; ``spgnet.metrics.parsing_miou`` accumulates
+    it batch by batch).
+    """
+    return miou_from_confusion(confusion_matrix(pred, target, num_classes))
