@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from spgnet import SPGNetError
+from spgnet.models.config import ModelConfig
+from spgnet.losses import LossWeights
 
 
 @dataclass
@@ -55,10 +57,54 @@ class DatasetConfig:
     load_size: list[int] = field(default_factory=lambda: [128, 88])
     use_flow: bool = False  # load .corr flow + visibility when present
     hflip: bool = False  # random horizontal flip of whole pairs when training
+    # Where pose maps / one-hot parsing are made: in the loader workers (True) or on the
+    # model's device by data.dataset.complete_batch (False), which every consumer calls.
+    pose_in_loader: bool = True
+    onehot_in_loader: bool = False
     pose: PoseConfig = field(default_factory=PoseConfig)
 
     def path(self, key: str, split: str) -> Path:
         return Path(self.root) / getattr(self, key).format(split=split)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the training engine (DESIGN §1, §9, §13)."""
+
+    # "parallel" = S1‖S2 (paper's best: stages train together, stage 2 sees the GT target
+    # parsing), "sequential" = S1▷S2 (stage 1 first, frozen, stage 2 on its predictions),
+    # "joint" = S1⋈S2 (end to end through a soft parsing).
+    scheme: str = "parallel"
+    epochs: int = 20
+    stage1_epochs: int = 5  # "sequential": epochs of stage-1 training before stage 2
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: after `epochs`)
+    batch_size: int = 4
+    workers: int = 2
+    lr_g: float = 2e-4
+    lr_d: float = 2e-5
+    lr_stage1: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    plateau_patience: int = 1  # validations without improvement before the lr is halved
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    losses: LossWeights = field(default_factory=LossWeights)
+    gan_mode: str = "vanilla"
+    vgg_weights: str | None = None  # path to torchvision's vgg19-dcbb9e9d.pth (else the torch cache)
+    flow: str = "part-affine"  # part-affine | file | none (the flow given to stage 2)
+    amp: str = "none"  # none | bf16 | fp16 (autocast; fp16 uses a GradScaler)
+    channels_last: bool = False
+    grad_clip: float = 0.0  # max grad norm per network (0: off)
+    deterministic: bool = False
+    seed: int = 0
+    sync_bn: bool = False  # convert BatchNorm to SyncBatchNorm under DDP
+    val_every: int = 1  # epochs between validations
+    val_pairs: int = 0  # test pairs used for validation (0: all)
+    log_every: int = 10  # steps between scalar logs
+    image_every: int = 200  # steps between image grids in TensorBoard
+    save_every: int = 0  # steps between `last` checkpoints (0: at the end of each epoch only)
+    max_nonfinite: int = 5  # stop after this many non-finite steps in a row
+    out_dir: str = "runs"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
 
 
 @dataclass
@@ -67,8 +113,8 @@ class Config:
 
     name: str = "spgnet"
     data: DatasetConfig = field(default_factory=DatasetConfig)
-    model: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _from_dict(cls, data: dict[str, Any], where: str):
@@ -136,6 +182,6 @@ def dump_config(cfg) -> str:
 
 
 __all__ = [
-    "PoseConfig", "DatasetConfig", "Config", "load_config", "apply_overrides",
+    "PoseConfig", "DatasetConfig", "TrainConfig", "Config", "load_config", "apply_overrides",
     "config_from_dict", "config_to_dict", "dump_config", "dataclasses",
 ]
