@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from spgnet import SPGNetError, __version__
@@ -19,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("spgnet.commands.check", "validate a dataset and report every problem at once"),
     "sheet": ("spgnet.commands.sheet", "write a PNG contact sheet of pairs with parsing and skeletons"),
     "import-official": ("spgnet.commands.import_official", "convert the official SPGNet release layout to ours"),
+    "train": ("spgnet.commands.train", "train both stages (torchrun for several GPUs)"),
+    "generate": ("spgnet.commands.generate", "generate every pair of a split from a checkpoint"),
+    "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (DESIGN §10)"),
     "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
     "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
 }
@@ -48,3 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"spgnet {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not a user error: still one line unless asked for more
+        if os.environ.get("SPGNET_DEBUG"):
+            raise
+        print(f"spgnet {args.command}: internal error: {type(exc).__name__}: {exc} "
+              f"(set SPGNET_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
