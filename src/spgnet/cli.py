@@ -28,21 +28,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spgnet", description=__doc__.splitlines()[0])
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the chosen verb's module is imported (a broken or slow verb
+    never affects the others, and ``spgnet --help`` imports none)."""
+    parser = argparse.ArgumentParser(prog="spgnet", description="SPGNet: two-stage human pose transfer (stage-1 parsing, SEAN stage-2 generator).")
     parser.add_argument("--version", action="version", version=f"spgnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        if name == verb:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
+def _verb(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_verb(argv))
     args = parser.parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
