@@ -103,6 +103,9 @@ class TrainConfig:
     image_every: int = 200  # steps between image grids in TensorBoard
     save_every: int = 0  # steps between `last` checkpoints (0: at the end of each epoch only)
     max_nonfinite: int = 5  # stop after this many non-finite steps in a row
+    # write run_dir/rank<R>_digest.json at the end: a hash of every parameter and buffer
+    # and the samples each rank trained on (tests: DDP replicas identical, shards disjoint)
+    debug_rank_digest: bool = False
     out_dir: str = "runs"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

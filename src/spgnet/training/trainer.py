@@ -1,0 +1,497 @@
+"""The trainer: three schemes of DESIGN §1, losses of §9, the guarantees of §13.
+
+Schemes (``train.scheme``):
+
+* ``parallel`` — S1‖S2, the paper's best. Both stages train at the same time; stage 2
+  is fed the *ground-truth* target parsing (and the flow computed from it), stage 1
+  learns to predict that parsing. At inference stage 2 gets stage 1's prediction.
+* ``sequential`` — S1▷S2. For ``stage1_epochs`` only stage 1 trains; then it is frozen
+  and stage 2 trains on its (argmax) predictions.
+* ``joint`` — S1⋈S2. End to end: stage 2 gets a straight-through one-hot of stage 1's
+  softmax (forward = argmax one-hot, backward = softmax gradient), so the image losses
+  reach stage 1 too; the stage-1 CE still applies.
+
+One optimizer step updates stage 1 (Adam, ``lr_stage1``), the generator (``lr_g``) and,
+once the adversarial term is on, the discriminator (``lr_d``). The learning rates are
+halved when the validation reconstruction (L1) loss stops improving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from spgnet import SPGNetError
+from spgnet.config import Config, config_to_dict, dump_config
+from spgnet.data.dataset import PairDataset, complete_batch
+from spgnet.io import atomic_write_text
+from spgnet.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
+from spgnet.parsing import NUM_CLASSES, colorize, one_hot
+from spgnet.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from spgnet.training.logs import RunLogger, image_grid, next_run_dir
+from spgnet.training.sampler import ResumableSampler
+
+SCHEMES = ("parallel", "sequential", "joint")
+AMP_MODES = ("none", "bf16", "fp16")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def straight_through_onehot(logits: torch.Tensor) -> torch.Tensor:
+    """Forward: one-hot of the argmax; backward: the softmax's gradient."""
+    soft = logits.float().softmax(1)
+    hard = one_hot(soft.argmax(1), NUM_CLASSES).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Temporarily ``requires_grad=False`` on every parameter of ``module``; gradients
+    still flow through it to its inputs."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes (bit-exact comparison across processes)."""
+    t = t.detach().cpu()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class StepResult:
+    losses: dict[str, float]
+    skipped: bool = False
+
+
+class Trainer:
+    """Builds everything from a :class:`Config`, trains, validates and checkpoints.
+
+    ``Trainer(cfg, run_dir=None, resume=None)``: a new auto-numbered run directory under
+    ``cfg.train.out_dir`` unless ``run_dir`` is given; ``resume`` is a checkpoint
+    directory (or ``True`` for ``run_dir/checkpoints/last``).
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | Path | None = None, resume: str | Path | bool | None = None,
+                 progress: bool = True):
+        from spgnet.pipeline import SPGNet, build_discriminator
+
+        t = cfg.train
+        if t.scheme not in SCHEMES:
+            raise SPGNetError(f"train.scheme must be one of {', '.join(SCHEMES)}, got {t.scheme!r}")
+        if t.amp not in AMP_MODES:
+            raise SPGNetError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {t.amp!r}")
+        self.cfg = cfg
+        self.dist: DistInfo = init_distributed(t.device)
+        self.device = self.dist.device
+        self.progress = progress and self.dist.is_main
+        seed_everything(t.seed + self.dist.rank, t.deterministic)
+
+        # run directory (rank 0 decides, everybody uses it)
+        if run_dir is None and resume not in (None, False, True):
+            run_dir = Path(resume).resolve().parents[1]
+        if run_dir is None:
+            run_dir = next_run_dir(t.out_dir, cfg.name) if self.dist.is_main else None
+            if self.dist.enabled:
+                holder = [str(run_dir) if run_dir else None]
+                torch.distributed.broadcast_object_list(holder, src=0)
+                run_dir = holder[0]
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
+        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
+
+        # data
+        self.train_set = PairDataset(cfg.data, "train", return_flow=t.flow == "file")
+        self.val_set = PairDataset(cfg.data, "test", return_flow=t.flow == "file")
+        if len(self.train_set) < t.batch_size * self.dist.world_size:
+            raise SPGNetError(f"{cfg.data.root}: {len(self.train_set)} training pairs, fewer than one batch "
+                              f"({t.batch_size} x {self.dist.world_size} processes)")
+        self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                        shuffle=True, seed=t.seed, drop_last=True, flips=cfg.data.hflip)
+        self.train_set.hflip = False  # flips come from the sampler (reproducible across resumes)
+
+        # models
+        self.net = SPGNet(cfg).to(self.device)
+        self.disc = build_discriminator(cfg).to(self.device)
+        if t.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.disc.to(memory_format=torch.channels_last)
+        if self.dist.enabled and t.sync_bn:
+            self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
+            self.disc = nn.SyncBatchNorm.convert_sync_batchnorm(self.disc)
+        self.stage1 = self._wrap(self.net.stage1)
+        self.generator = self._wrap(self.net.generator)
+        self.discriminator = self._wrap(self.disc)
+
+        betas = tuple(t.betas)
+        self.opt_s1 = torch.optim.Adam(self.net.stage1.parameters(), lr=t.lr_stage1, betas=betas)
+        self.opt_g = torch.optim.Adam(self.net.generator.parameters(), lr=t.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=t.lr_d, betas=betas)
+        self.optimizers = {"stage1": self.opt_s1, "generator": self.opt_g, "discriminator": self.opt_d}
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="min", factor=t.plateau_factor, patience=t.plateau_patience, min_lr=t.min_lr)
+            for name, opt in self.optimizers.items()
+        }
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+
+        # losses
+        w = t.losses
+        self.perceptual = None
+        if w.perceptual > 0:
+            self.perceptual = VGG19Perceptual(weights_path=t.vgg_weights).to(self.device)
+        self.gan_loss = GANLoss(t.gan_mode)
+
+        self.step = 0
+        self.epoch = 0
+        self.epoch_step = 0  # batches already consumed in the current epoch
+        self.best_ssim = -math.inf
+        self.nonfinite_streak = 0
+        self._seen: list[list] = []  # [epoch, pair name] of every training sample (debug_rank_digest)
+        if resume:
+            self.load(self.ckpt_dir / "last" if resume is True else Path(resume))
+
+    # ------------------------------------------------------------------ helpers
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if not self.dist.enabled:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=ids, find_unused_parameters=False)
+
+    def _autocast(self):
+        if self.cfg.train.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.train.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _loader(self, dataset, sampler=None, batch_size=None, shuffle=False):
+        t = self.cfg.train
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size or t.batch_size, sampler=sampler, shuffle=shuffle,
+            num_workers=t.workers, drop_last=sampler is not None, pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            # its own generator: creating an iterator must not consume the global RNG,
+            # or a resumed run would draw different noise than an uninterrupted one
+            generator=torch.Generator().manual_seed(t.seed + 17 * self.epoch),
+        )
+
+    def _batch(self, batch: dict) -> dict:
+        b = complete_batch(batch, self.cfg.data, self.device)
+        if self.cfg.train.channels_last:
+            b = {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.dim() == 4 else v
+                 for k, v in b.items()}
+        return b
+
+    def adversarial_on(self) -> bool:
+        return self.cfg.train.losses.adversarial_enabled(self.epoch)
+
+    def stage1_trains(self) -> bool:
+        t = self.cfg.train
+        return not (t.scheme == "sequential" and self.epoch >= t.stage1_epochs)
+
+    def stage2_trains(self) -> bool:
+        t = self.cfg.train
+        return not (t.scheme == "sequential" and self.epoch < t.stage1_epochs)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batch: dict) -> StepResult:
+        t = self.cfg.train
+        w = t.losses
+        b = self._batch(batch)
+        train_s1, train_s2 = self.stage1_trains(), self.stage2_trains()
+        adv = train_s2 and self.adversarial_on()
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.net.stage1.train(train_s1)
+        self.net.generator.train(train_s2)
+        losses: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            s1_input = self.net.stage1_input(b)
+            if train_s1:
+                logits = self.stage1(s1_input, b["src_pose"], b["tgt_pose"])
+                losses["ce"] = parsing_ce(logits, b["tgt_parsing"])
+            elif train_s2:
+                with torch.no_grad():
+                    logits = self.net.stage1(s1_input, b["src_pose"], b["tgt_pose"])
+            fake = None
+            if train_s2:
+                if t.scheme == "parallel":
+                    tgt_labels, tgt_onehot = b["tgt_parsing"], b["tgt_parsing_onehot"]
+                elif t.scheme == "sequential":
+                    tgt_labels = logits.argmax(1)
+                    tgt_onehot = one_hot(tgt_labels).to(b["src_image"].dtype)
+                else:  # joint
+                    tgt_onehot = straight_through_onehot(logits)
+                    tgt_labels = tgt_onehot.detach().argmax(1)
+                flow, vis = self.net.flow(b, tgt_labels)
+                fake = self.generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
+                real = b["tgt_image"]
+                losses["l1"] = l1(fake.float(), real.float())
+                if self.perceptual is not None:
+                    losses["perceptual"] = self.perceptual(fake.float(), real.float())
+                if adv:
+                    # D frozen and unwrapped: the generator's GAN term must put no gradient
+                    # into D (pix2pix's set_requires_grad(D, False)) nor start a DDP reduction
+                    with frozen(self.disc):
+                        d_fake = self.disc(torch.cat([b["src_image"], fake, b["tgt_pose"]], 1))
+                    losses["gan_g"] = self.gan_loss(d_fake, True, for_discriminator=False)
+            total = (w.ce * losses.get("ce", 0.0) + w.l1 * losses.get("l1", 0.0)
+                     + w.perceptual * losses.get("perceptual", 0.0) + w.adversarial * losses.get("gan_g", 0.0))
+
+        if not self._finite({**losses, "total": total}):
+            return self._skip(losses)
+        self.scaler.scale(total).backward()
+        stepped = []
+        if train_s1:
+            stepped.append((self.opt_s1, self.net.stage1))
+        if train_s2:
+            stepped.append((self.opt_g, self.net.generator))
+        for opt, module in stepped:
+            self._clip(opt, module)
+            self.scaler.step(opt)
+
+        if adv:  # discriminator step on the detached fake
+            with self._autocast():
+                d_real = self.discriminator(torch.cat([b["src_image"], b["tgt_image"], b["tgt_pose"]], 1))
+                d_fake = self.discriminator(torch.cat([b["src_image"], fake.detach(), b["tgt_pose"]], 1))
+                losses["gan_d"] = 0.5 * (self.gan_loss(d_real, True) + self.gan_loss(d_fake, False))
+            if not self._finite({"gan_d": losses["gan_d"]}):
+                self.scaler.update()
+                return self._skip(losses)
+            self.scaler.scale(w.discriminator * losses["gan_d"]).backward()
+            self._clip(self.opt_d, self.disc)
+            self.scaler.step(self.opt_d)
+        self.scaler.update()
+        self.nonfinite_streak = 0
+        self._last_images = (b, None if fake is None else fake.detach())
+        return StepResult({k: float(v.detach()) for k, v in losses.items()})
+
+    def _finite(self, losses: dict[str, torch.Tensor]) -> bool:
+        values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in losses.values()])
+        return bool(torch.isfinite(values).all())
+
+    def _skip(self, losses: dict[str, torch.Tensor]) -> StepResult:
+        self.nonfinite_streak += 1
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        msg = f"step {self.step}: non-finite loss ({', '.join(f'{k}={v:g}' for k, v in values.items())}); step skipped"
+        self.log.text(msg)
+        self.log.scalars("nonfinite", self.step, values)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        if self.nonfinite_streak >= self.cfg.train.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_streak} non-finite losses in a row (last at step {self.step}: "
+                f"{', '.join(f'{k}={v:g}' for k, v in values.items())}); stopping. Lower the learning rate, "
+                f"use train.amp=bf16 instead of fp16, or set train.grad_clip")
+        return StepResult(values, skipped=True)
+
+    def _clip(self, opt, module: nn.Module) -> None:
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.train.grad_clip)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        t = self.cfg.train
+        from tqdm import tqdm
+
+        self.log.text(f"training {self.cfg.name}: scheme={t.scheme} epochs={t.epochs} max_steps={t.max_steps} "
+                      f"device={self.device} world_size={self.dist.world_size}")
+        last_val: dict = {}
+        done = bool(t.max_steps) and self.step >= t.max_steps  # resuming a finished run
+        while self.epoch < t.epochs and not done:
+            self.sampler.set_epoch(self.epoch, start=self.epoch_step * t.batch_size)
+            loader = self._loader(self.train_set, sampler=self.sampler)
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=not self.progress,
+                       dynamic_ncols=True, leave=False)
+            t0 = time.perf_counter()
+            for batch in bar:
+                if t.debug_rank_digest:
+                    self._seen.extend([self.epoch, name] for name in batch["pair_name"])
+                result = self.train_step(batch)
+                self.step += 1
+                self.epoch_step += 1
+                rate = self.epoch_step / max(time.perf_counter() - t0, 1e-9)
+                if not result.skipped:
+                    bar.set_postfix({**{k: f"{v:.3f}" for k, v in result.losses.items()}, "it/s": f"{rate:.2f}"})
+                    if self.step % t.log_every == 0:
+                        self.log.scalars("train", self.step, result.losses, epoch=self.epoch)
+                    if t.image_every and self.step % t.image_every == 0:
+                        self._log_images()
+                if t.save_every and self.step % t.save_every == 0:
+                    self.save("last")
+                if t.max_steps and self.step >= t.max_steps:
+                    done = True
+                    break
+            bar.close()
+            if not done:
+                self.epoch += 1
+                self.epoch_step = 0
+                if t.val_every and self.epoch % t.val_every == 0:
+                    last_val = self.validate()
+                self.save("last")
+        if done:
+            self.save("last")
+        if t.debug_rank_digest:
+            self.write_rank_digest()
+        self.log.text(f"finished at step {self.step}")
+        self.log.close()
+        return last_val
+
+    def _log_images(self) -> None:
+        if not self.dist.is_main or getattr(self, "_last_images", (None, None))[1] is None:
+            return
+        b, fake = self._last_images
+        with torch.no_grad():
+            logits = self.net.stage1(self.net.stage1_input(b), b["src_pose"], b["tgt_pose"])
+        parsing = torch.from_numpy(colorize(logits.argmax(1).cpu())).permute(0, 3, 1, 2).float() / 127.5 - 1
+        pose = b["tgt_pose"][:, :18].amax(1, keepdim=True).expand(-1, 3, -1, -1) * 2 - 1
+        grid = image_grid([b["src_image"].cpu(), pose.cpu(), parsing, fake.detach().float().cpu(), b["tgt_image"].cpu()])
+        self.log.image("train/source|target-pose|pred-parsing|generated|ground-truth", self.step, grid)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Inference path (predicted parsing) on the test pairs: L1, SSIM, PSNR, mIoU.
+
+        Runs on every rank over its shard; the numbers are averaged over ranks. The
+        plateau schedulers step on the L1 (reconstruction) loss; ``best`` is by SSIM.
+        """
+        from spgnet.pipeline import evaluate_batches
+
+        t = self.cfg.train
+        n = len(self.val_set) if not t.val_pairs else min(t.val_pairs, len(self.val_set))
+        subset = torch.utils.data.Subset(self.val_set, list(range(self.dist.rank, n, self.dist.world_size)))
+        loader = self._loader(subset, batch_size=max(1, t.batch_size))
+        was = self.net.training
+        self.net.eval()
+        stage2 = self.stage2_trains() or t.scheme != "sequential"
+        metrics = evaluate_batches(self.net, (self._batch(b) for b in loader), stage2=stage2, autocast=self._autocast)
+        self.net.train(was)
+        keys = sorted(metrics)
+        reduced = all_reduce_mean(torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.device), self.dist)
+        metrics = dict(zip(keys, reduced.tolist()))
+        self.log.scalars("val", self.step, metrics, epoch=self.epoch)
+        self.log.text("validation " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        monitor = metrics.get("l1", metrics.get("ce"))
+        if monitor is not None:
+            for sched in self.schedulers.values():
+                sched.step(monitor)
+        if "ssim" in metrics and metrics["ssim"] > self.best_ssim:
+            self.best_ssim = metrics["ssim"]
+            self.save("best")
+        return metrics
+
+    def write_rank_digest(self) -> Path:
+        """``run_dir/rank<R>_digest.json`` (every rank): a SHA-256 per parameter and per
+        buffer of stage 1, the generator and the discriminator, and the ``[epoch, pair]``
+        samples this rank trained on. For checking DDP replicas stay identical and shard
+        the data (``train.debug_rank_digest``)."""
+        modules = {"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc}
+        record = {
+            "rank": self.dist.rank, "world_size": self.dist.world_size, "step": self.step,
+            "parameters": {f"{m}.{n}": tensor_digest(p) for m, mod in modules.items()
+                           for n, p in mod.named_parameters()},
+            "buffers": {f"{m}.{n}": tensor_digest(b) for m, mod in modules.items() for n, b in mod.named_buffers()},
+            "seen": self._seen,
+        }
+        path = self.run_dir / f"rank{self.dist.rank}_digest.json"
+        atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+        return path
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step,
+                "best_ssim": self.best_ssim, "nonfinite_streak": self.nonfinite_streak,
+                "rank_rng": self._rank_rng_states()}
+
+    def _rank_rng_states(self) -> list[dict] | None:
+        """Every rank's torch RNG state (CPU and its own GPU), gathered on all ranks: the
+        checkpoint's global RNG state is rank 0's, and the SEAN noise of the other ranks
+        must continue from their own streams for an exact resume."""
+        if not self.dist.enabled:
+            return None
+        mine = {"cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        states: list = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(states, mine)
+        return states
+
+    def _restore_rank_rng(self, states: list | None) -> None:
+        if not self.dist.enabled:
+            return
+        if states and len(states) == self.dist.world_size:
+            mine = states[self.dist.rank]
+            torch.set_rng_state(mine["cpu"])
+            if mine.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda"], self.device)
+            return
+        # saved by another number of processes: continue reproducibly, not exactly
+        torch.manual_seed(self.cfg.train.seed + 1_000_003 * self.dist.rank + self.step)
+        self.log.text(f"checkpoint has RNG states for {len(states or [])} process(es), running {self.dist.world_size}: "
+                      "ranks reseeded (the run continues, not bit-exactly)")
+
+    def save(self, name: str) -> None:
+        from spgnet.checkpoint import save_checkpoint
+
+        if self.dist.is_main:
+            save_checkpoint(
+                self.ckpt_dir / name,
+                models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc},
+                optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
+                step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=self._state(),
+            )
+        barrier(self.dist)
+
+    def load(self, path: Path) -> None:
+        from spgnet.checkpoint import load_checkpoint
+
+        if not Path(path).exists():
+            raise SPGNetError(f"{path}: checkpoint to resume from not found")
+        info = load_checkpoint(
+            path, models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc},
+            optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
+            restore_rng=True, map_location=self.device,
+        )
+        extra = info.get("extra", {})
+        self.step = int(extra.get("step", info.get("step", 0)))
+        self.epoch = int(extra.get("epoch", info.get("epoch", 0)))
+        self.epoch_step = int(extra.get("epoch_step", 0))
+        self.best_ssim = float(extra.get("best_ssim", -math.inf))
+        self.nonfinite_streak = int(extra.get("nonfinite_streak", 0))
+        self._restore_rank_rng(extra.get("rank_rng"))
+        self.log.text(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.epoch_step})")
