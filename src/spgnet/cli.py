@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (DESIGN §10)"),
     "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
     "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
+    "prepare": ("spgnet.commands.prepare", "turn a folder of your own photos into a dataset (mediapipe, offline)"),
 }
 
 
