@@ -58,6 +58,10 @@ def main() -> None:
     total = median_ms(lambda: pose_maps(kp, (h, w), kind=args.kind), args.runs, device)
     print(f"pose_maps:              {total:7.1f} ms per batch")
     if args.kind == "heatmap+distance":
+        buf = torch.empty(args.batch_size, channels, h, w, device=device)
+        reused = median_ms(lambda: pose_maps(kp, (h, w), kind=args.kind, out=buf), args.runs, device)
+        print(f"pose_maps(out=reused):  {reused:7.1f} ms per batch")
+    if args.kind == "heatmap+distance":
         heat = median_ms(lambda: keypoint_heatmaps(kp, (h, w)), args.runs, device)
         dist = median_ms(lambda: skeleton_distance_maps(kp, (h, w)), args.runs, device)
         print(f"  keypoint_heatmaps:    {heat:7.1f} ms (18 ch, fresh output)")

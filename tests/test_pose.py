@@ -450,3 +450,18 @@ def test_draw_skeleton_touches_only_the_skeleton():
     assert canvas.shape == (h, w, 3) and canvas.dtype == np.uint8
     lit = canvas.any(-1)
     assert lit.sum() > 40 and not lit[near > 6.5].any()  # default sizes at 64 px: radius 1, width 1
+
+
+def test_pose_maps_into_reused_buffer_equals_fresh_output():
+    from spgnet import SPGNetError
+    from spgnet.pose import pose_maps
+
+    g = torch.Generator().manual_seed(3)
+    kp = torch.rand(2, 18, 2, generator=g) * torch.tensor([16.0, 20.0])
+    kp[0, 4] = -1
+    buf = torch.full((2, 30, 21, 17), float("nan"))
+    out = pose_maps(kp, (21, 17), out=buf)
+    assert out.data_ptr() == buf.data_ptr()
+    assert torch.equal(out, pose_maps(kp, (21, 17)))
+    with pytest.raises(SPGNetError, match="out="):
+        pose_maps(kp, (21, 17), out=torch.empty(2, 30, 21, 16))

@@ -66,6 +66,15 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t / info.world_size
 
 
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of a tensor over ranks (returns the input on a single process)."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def shutdown() -> None:
     """Leave the process group, if this process joined one (safe to call always)."""
     if dist.is_available() and dist.is_initialized():

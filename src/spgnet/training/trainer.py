@@ -12,8 +12,17 @@ Schemes (``train.scheme``):
   reach stage 1 too; the stage-1 CE still applies.
 
 One optimizer step updates stage 1 (Adam, ``lr_stage1``), the generator (``lr_g``) and,
-once the adversarial term is on, the discriminator (``lr_d``). The learning rates are
-halved when the validation reconstruction (L1) loss stops improving.
+once the adversarial term is on, the discriminator (``lr_d``; the generator's GAN term
+sees a frozen D, so it puts no gradient there). The learning rates are halved when the
+validation reconstruction (L1) loss stops improving.
+
+Guarantees (DESIGN §13): a checkpoint holds everything a resume needs — weights,
+optimizers, schedulers, scaler, the position inside the epoch (the sampler skips what
+was consumed; flips are drawn by the sampler), and the RNG states, under DDP every
+rank's — so a run killed at any point and resumed ends bit-identical to an
+uninterrupted one (deterministic mode). A step with a non-finite loss on any rank is
+skipped on every rank and logged; ``max_nonfinite`` in a row, or non-finite BatchNorm
+statistics, stop the run with :class:`~spgnet.losses.NonFiniteLossError`.
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from spgnet import SPGNetError
@@ -40,7 +48,7 @@ from spgnet.data.dataset import PairDataset, complete_batch
 from spgnet.io import atomic_write_text
 from spgnet.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
 from spgnet.parsing import NUM_CLASSES, colorize, one_hot
-from spgnet.training.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
+from spgnet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from spgnet.training.logs import RunLogger, image_grid, next_run_dir
 from spgnet.training.sampler import ResumableSampler
 
@@ -297,26 +305,53 @@ class Trainer:
             self.scaler.step(self.opt_d)
         self.scaler.update()
         self.nonfinite_streak = 0
-        self._last_images = (b, None if fake is None else fake.detach())
+        self._last_images = (b, logits.detach(), None if fake is None else fake.detach())
         return StepResult({k: float(v.detach()) for k, v in losses.items()})
 
     def _finite(self, losses: dict[str, torch.Tensor]) -> bool:
-        values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in losses.values()])
-        return bool(torch.isfinite(values).all())
+        """Whether every loss is finite on *every* rank: under DDP all ranks must skip the
+        same steps, or the ranks that go on would wait forever in the gradient all-reduce."""
+        values = torch.stack([torch.as_tensor(v, device=self.device).detach().float().reshape(())
+                              for v in losses.values()])
+        ok = torch.isfinite(values).all().to(torch.int32)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        return bool(ok)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """``flag`` or-ed over ranks (every rank must take the same branch)."""
+        if not self.dist.enabled:
+            return flag
+        t = torch.tensor(int(flag), device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t)
 
     def _skip(self, losses: dict[str, torch.Tensor]) -> StepResult:
+        """Skip this step (no optimizer update); stop after ``max_nonfinite`` in a row, or
+        at once when the forward pass left non-finite BatchNorm statistics behind."""
         self.nonfinite_streak += 1
+        step = self.step + 1  # the number this step gets in the logs
         values = {k: float(v.detach()) for k, v in losses.items()}
-        msg = f"step {self.step}: non-finite loss ({', '.join(f'{k}={v:g}' for k, v in values.items())}); step skipped"
-        self.log.text(msg)
-        self.log.scalars("nonfinite", self.step, values)
+        shown = ", ".join(f"{k}={v:g}" for k, v in values.items())
+        where = "" if not all(map(math.isfinite, values.values())) else " on another process"
+        self.log.text(f"step {step}: non-finite loss{where} ({shown}); step skipped")
+        self.log.scalars("nonfinite", step, values)
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
+        bad_buffers = [f"{m}.{n}" for m, module in (("stage1", self.net.stage1), ("generator", self.net.generator),
+                                                     ("discriminator", self.disc))
+                       for n, b in module.named_buffers() if b.is_floating_point() and not torch.isfinite(b).all()]
+        if self._any_rank(bool(bad_buffers)):
+            more = f" and {len(bad_buffers) - 3} more" if len(bad_buffers) > 3 else ""
+            names = f"{', '.join(bad_buffers[:3])}{more}" if bad_buffers else "on another process"
+            raise NonFiniteLossError(
+                f"step {step}: non-finite loss ({shown}) and the forward pass made running statistics "
+                f"non-finite ({names}); stopping: resume from the last checkpoint "
+                f"with a lower learning rate or train.grad_clip")
         if self.nonfinite_streak >= self.cfg.train.max_nonfinite:
             raise NonFiniteLossError(
-                f"{self.nonfinite_streak} non-finite losses in a row (last at step {self.step}: "
-                f"{', '.join(f'{k}={v:g}' for k, v in values.items())}); stopping. Lower the learning rate, "
-                f"use train.amp=bf16 instead of fp16, or set train.grad_clip")
+                f"{self.nonfinite_streak} non-finite losses in a row (last at step {step}: {shown}); stopping. "
+                f"Lower the learning rate, use train.amp=bf16 instead of fp16, or set train.grad_clip")
         return StepResult(values, skipped=True)
 
     def _clip(self, opt, module: nn.Module) -> None:
@@ -373,11 +408,11 @@ class Trainer:
         return last_val
 
     def _log_images(self) -> None:
-        if not self.dist.is_main or getattr(self, "_last_images", (None, None))[1] is None:
+        """Image grid of the last step, from that step's own outputs (running stage 1 again
+        here, in training mode, would change its BatchNorm statistics)."""
+        b, logits, fake = getattr(self, "_last_images", (None, None, None))
+        if not self.dist.is_main or fake is None:
             return
-        b, fake = self._last_images
-        with torch.no_grad():
-            logits = self.net.stage1(self.net.stage1_input(b), b["src_pose"], b["tgt_pose"])
         parsing = torch.from_numpy(colorize(logits.argmax(1).cpu())).permute(0, 3, 1, 2).float() / 127.5 - 1
         pose = b["tgt_pose"][:, :18].amax(1, keepdim=True).expand(-1, 3, -1, -1) * 2 - 1
         grid = image_grid([b["src_image"].cpu(), pose.cpu(), parsing, fake.detach().float().cpu(), b["tgt_image"].cpu()])
@@ -388,23 +423,29 @@ class Trainer:
     def validate(self) -> dict:
         """Inference path (predicted parsing) on the test pairs: L1, SSIM, PSNR, mIoU.
 
-        Runs on every rank over its shard; the numbers are averaged over ranks. The
-        plateau schedulers step on the L1 (reconstruction) loss; ``best`` is by SSIM.
+        Runs on every rank over its shard; the per-rank means are combined weighted by
+        the shard sizes (a rank may have fewer pairs, or none). The plateau schedulers
+        step on the L1 (reconstruction) loss; ``best`` is by SSIM.
         """
         from spgnet.pipeline import evaluate_batches
 
         t = self.cfg.train
         n = len(self.val_set) if not t.val_pairs else min(t.val_pairs, len(self.val_set))
-        subset = torch.utils.data.Subset(self.val_set, list(range(self.dist.rank, n, self.dist.world_size)))
-        loader = self._loader(subset, batch_size=max(1, t.batch_size))
-        was = self.net.training
-        self.net.eval()
+        indices = list(range(self.dist.rank, n, self.dist.world_size))
         stage2 = self.stage2_trains() or t.scheme != "sequential"
-        metrics = evaluate_batches(self.net, (self._batch(b) for b in loader), stage2=stage2, autocast=self._autocast)
-        self.net.train(was)
-        keys = sorted(metrics)
-        reduced = all_reduce_mean(torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.device), self.dist)
-        metrics = dict(zip(keys, reduced.tolist()))
+        keys = ("ce", "l1", "miou", "psnr", "ssim") if stage2 else ("ce", "miou")  # evaluate_batches' names
+        metrics: dict = {}
+        if indices:
+            loader = self._loader(torch.utils.data.Subset(self.val_set, indices), batch_size=max(1, t.batch_size))
+            was = self.net.training
+            self.net.eval()
+            metrics = evaluate_batches(self.net, (self._batch(b) for b in loader), stage2=stage2,
+                                       autocast=self._autocast)
+            self.net.train(was)
+        sums = torch.tensor([metrics[k] * len(indices) if indices else 0.0 for k in keys] + [len(indices)],
+                            dtype=torch.float64, device=self.device)
+        sums = all_reduce_sum(sums, self.dist)
+        metrics = {k: float(v) for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist())}
         self.log.scalars("val", self.step, metrics, epoch=self.epoch)
         self.log.text("validation " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         monitor = metrics.get("l1", metrics.get("ce"))
@@ -468,12 +509,13 @@ class Trainer:
     def save(self, name: str) -> None:
         from spgnet.checkpoint import save_checkpoint
 
+        state = self._state()  # a collective under DDP: every rank takes part
         if self.dist.is_main:
             save_checkpoint(
                 self.ckpt_dir / name,
                 models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc},
                 optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
-                step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=self._state(),
+                step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=state,
             )
         barrier(self.dist)
 
