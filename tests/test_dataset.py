@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -312,6 +313,19 @@ def test_pair_with_unknown_image_names_file_and_line(root_copy):
         f.write(f"ghost.jpg,{read_pairs(root_copy, 'train')[0][0]}\n")
     with pytest.raises(SPGNetError, match=rf"pairs-train\.csv line {n_lines + 1}: 'ghost\.jpg' has no row"):
         PairDataset(make_cfg(root_copy), "train")
+
+
+def test_load_errors_name_the_file(root_copy):
+    a, b = read_pairs(root_copy, "train")[0]
+    parsing = root_copy / "parsing" / f"{os.path.splitext(b)[0]}.png"
+    parsing.unlink()
+    ds = PairDataset(make_cfg(root_copy), "train")
+    with pytest.raises(SPGNetError, match=re.escape(f"{parsing}: parsing file not found")):
+        ds[0]
+    image = image_file(root_copy, "train", a)
+    image.write_bytes(image.read_bytes()[:200])
+    with pytest.raises(SPGNetError, match=re.escape(f"{image}: cannot decode image")):
+        ds[0]
 
 
 def test_loader_collates_and_device_maps_match_loader_maps(synth_root):

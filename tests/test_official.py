@@ -111,6 +111,14 @@ def test_import_cli_with_resize(official, tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
 
 
+def test_import_with_links(official, tmp_path):
+    src, _ = official
+    out = tmp_path / "linked"
+    import_official(src, out, link=True)
+    path = out / "train" / "A_1.jpg"
+    assert path.is_symlink() and path.resolve() == (src / "img" / "img" / "A_1.jpg").resolve()
+
+
 def test_python2_style_numpy_names_load(official, tmp_path):
     src, poses = official
     data = (src / "label" / "pose_label.pkl").read_bytes()
