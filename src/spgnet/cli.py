@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
     "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
     "prepare": ("spgnet.commands.prepare", "turn a folder of your own photos into a dataset (mediapipe, offline)"),
+    "transfer": ("spgnet.commands.transfer", "put the person of a photo in the pose of another photo or a keypoint JSON"),
+    "animate": ("spgnet.commands.animate", "animate the person of a photo through a pose sequence (GIF/MP4)"),
 }
 
 

@@ -1,0 +1,52 @@
+"""``spgnet transfer --checkpoint K --source PHOTO --target-pose (PHOTO|keypoints.json) --out OUT.png``:
+the person of one photo in the pose of another photo or of an OpenPose JSON file, both stages
+of SPGNet from a checkpoint alone (see :mod:`spgnet.transfer` for the geometry and the JSON frame)."""
+
+from __future__ import annotations
+
+import argparse
+
+from spgnet.transfer import IMAGE_OUTPUTS
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``transfer`` and ``animate`` share."""
+    p.add_argument("--checkpoint", required=True, metavar="K", help="checkpoint folder (e.g. runs/NAME/checkpoints/last)")
+    p.add_argument("--source", required=True, metavar="PHOTO", help="photo of the person (JPEG/PNG)")
+    p.add_argument("--pose-size", default=None, metavar="HxW",
+                   help="pixel size of the image the JSON keypoints were taken on (default: the model's load "
+                        "size, or a sequence file's \"size\"); they are scaled to the model's height and "
+                        "padded/cropped in width like a photo")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default 0): same seed, same image")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the checkpoint's config (repeatable)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p)
+    p.add_argument("--target-pose", required=True, metavar="PHOTO|JSON",
+                   help="photo to take the pose from (detected), or an OpenPose JSON file")
+    p.add_argument("--out", required=True, metavar="OUT.png", help=f"output image ({', '.join(IMAGE_OUTPUTS)})")
+    p.add_argument("--sheet", action="store_true",
+                   help="write source | target pose | predicted parsing | result side by side instead of the result")
+
+
+def pose_size_arg(text: str | None) -> tuple[int, int] | None:
+    from spgnet.commands.synth import parse_size
+
+    return None if text is None else parse_size(text, "--pose-size")
+
+
+def run(args: argparse.Namespace) -> int:
+    from spgnet.transfer import PoseTransfer, check_output_suffix, save_transfer
+
+    out = check_output_suffix(args.out, IMAGE_OUTPUTS)
+    pose_size = pose_size_arg(args.pose_size)
+    with PoseTransfer(args.checkpoint, args.device, args.overrides, seed=args.seed) as model:
+        result = model.transfer(args.source, args.target_pose, pose_size)
+    save_transfer(result, out, sheet=args.sheet)
+    h, w = result.image.shape[:2]
+    what = "sheet" if args.sheet else "image"
+    print(f"wrote {out}: {args.source} in the pose of {args.target_pose} at {h}x{w} ({what})")
+    return 0
