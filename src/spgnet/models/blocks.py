@@ -88,7 +88,8 @@ class SPGBlock(nn.Module):
     ``a' = SNconv1(ReLU(norm_a(a)))``, ``out = x + SNconv3(ReLU(norm(cat(x, a'))))``.
 
     ``norm_a`` / ``norm`` are built by ``make_norm(channels)`` (ACE, or plain BatchNorm for
-    the baselines) and called as ``norm(t, parsing, codes)``. SN = spectral norm
+    the baselines) and called as ``norm(t, condition)`` with the forward pass's
+    :class:`~spgnet.models.sean.SemanticCondition` (target parsing + style codes). SN = spectral norm
     (``torch.nn.utils.parametrizations``); the convs have no bias, as in the official model.
     """
 
@@ -99,11 +100,10 @@ class SPGBlock(nn.Module):
         self.norm = make_norm(2 * channels)
         self.conv = spectral_norm(nn.Conv2d(2 * channels, channels, 3, padding=1, bias=False))
 
-    def forward(self, x: torch.Tensor, a: torch.Tensor, parsing: torch.Tensor,
-                codes: torch.Tensor | None) -> torch.Tensor:
-        a = self.conv_a(F.relu(self.norm_a(a, parsing, codes)))
+    def forward(self, x: torch.Tensor, a: torch.Tensor, condition) -> torch.Tensor:
+        a = self.conv_a(F.relu(self.norm_a(a, condition)))
         residual = torch.cat((x, a), dim=1)
-        return x + self.conv(F.relu(self.norm(residual, parsing, codes)))
+        return x + self.conv(F.relu(self.norm(residual, condition)))
 
 
 __all__ = ["ResidualBlock", "SPGBlock", "conv_bn", "downsample", "upsample", "pool_flow",

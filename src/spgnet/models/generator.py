@@ -21,8 +21,11 @@ padded the same way) to a multiple of ``2**num_scales`` and the output is croppe
 Style codes are computed on the unpadded source image.
 
 Cost of the ``official-deepfashion`` preset at 256×256 (``torch.utils.flop_counter``,
-forward, one image): 356 GFLOP with ``factorized_style_conv`` (default), 694 GFLOP
-without (692 in convolutions, the official model's figure; DESIGN §12).
+forward, one image of a synthetic person): 143 GFLOP on CPU (default routes of
+:mod:`.sean`), 270 GFLOP with the dense SPADE γ|β conv (GPU default), 356 GFLOP for a
+soft or differentiated parsing and on the ``meta`` device (grouped style conv), 694 GFLOP
+with ``factorized_style_conv=False`` (692 in convolutions, the official model's figure;
+DESIGN §12). docs/performance.md has the measured times.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from spgnet.flow import warp
 from spgnet.models.blocks import (ResidualBlock, SPGBlock, conv_bn, downsample, expand_by_visibility,
                                   pool_flow, pool_visibility, upsample)
 from spgnet.models.config import NUM_PARSING_CLASSES, GeneratorConfig
-from spgnet.models.sean import make_norm
+from spgnet.models.sean import SemanticCondition, make_norm
 from spgnet.models.style import StyleEncoder
 
 
@@ -104,19 +107,26 @@ class DecoderScale(nn.Module):
         self.blocks = nn.ModuleList(SPGBlock(channels, make_norm) for _ in range(num_blocks))
 
     def forward(self, x: torch.Tensor, pose_skips: list[torch.Tensor], appearance_skips: list[torch.Tensor],
-                parsing: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+                condition: SemanticCondition) -> torch.Tensor:
         if self.norm_before:
-            x = self.up(self.norm(x, parsing, codes))
+            x = self.up(self.norm(x, condition))
         else:
-            x = self.norm(self.up(x), parsing, codes)
+            x = self.norm(self.up(x), condition)
         # Mirror of the encoder: the last block's skip is consumed first (official order).
         for i in reversed(range(len(self.blocks))):
-            x = self.blocks[i](x, torch.cat((pose_skips[i], appearance_skips[i]), dim=1), parsing, codes)
+            x = self.blocks[i](x, torch.cat((pose_skips[i], appearance_skips[i]), dim=1), condition)
         return x
 
 
 class SPGNetGenerator(nn.Module):
-    """Stage-2 generator; see the module docstring and :class:`GeneratorConfig`."""
+    """Stage-2 generator; see the module docstring and :class:`GeneratorConfig`.
+
+    ``ace_route`` (None = automatic, or one of ``spgnet.models.sean.ROUTES``) is passed to
+    every forward's :class:`~spgnet.models.sean.SemanticCondition`: how ACE computes its
+    modulation (the same result on every route; benchmarks compare them).
+    """
+
+    ace_route: str | None = None
 
     def __init__(self, cfg: GeneratorConfig | None = None):
         super().__init__()
@@ -176,11 +186,12 @@ class SPGNetGenerator(nn.Module):
                 self._pad(src_image, pad), self._pad(flow.to(dtype), pad), self._pad(vis.to(dtype).round(), pad))
         else:
             x_a, appearance_skips = self.appearance_encoder(self._pad(src_image, pad))
-        parsing = self._pad(tgt_parsing, pad)
+        # shared by every ACE: padded target parsing, style codes, per-resolution caches
+        condition = SemanticCondition(self._pad(tgt_parsing, pad), codes, route=self.ace_route)
 
         x = self.bottleneck(torch.cat((x_p, x_a), dim=1))
         for level in reversed(range(cfg.num_scales)):
-            x = self.decoder[level](x, pose_skips[level], appearance_skips[level], parsing, codes)
+            x = self.decoder[level](x, pose_skips[level], appearance_skips[level], condition)
         out = torch.tanh(self.output(x))
         return out[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w]
 

@@ -13,19 +13,37 @@ For a feature map ``x`` ``(B, C, H, W)``, the target parsing one-hot ``S`` ``(B,
 * blend ``γ = σ(θ_γ) γ_s + (1 - σ(θ_γ)) γ_o`` (θ scalar, init 0 so 0.5), same for β;
 * ``out = n · (1 + γ) + β``.
 
-The broadcast map ``M = Σ_k S_k ⊗ μ_k`` is piecewise constant, so
-``conv(M, W) = conv(S, U)`` with per-sample kernels ``U[b, :, k] = W · μ_{b,k}`` (exact,
-by linearity; zero padding is preserved). With ``factorized=True`` the style convs run
-on the K class masks as one grouped conv (groups = B) instead of on the D-channel map:
-about D/K = 6.4x fewer FLOPs in the layers that dominate the generator's cost (DESIGN §12).
+How it is computed (exact restructurings; DESIGN §12, docs/performance.md):
 
-The official code loops over batch items and classes in Python; here everything is
-tensor ops. :class:`BatchNormNoCondition` is the plain-BN stand-in of the ``baseline``
+* **Style identity.** The broadcast map ``M = Σ_k S_k ⊗ μ_k`` is piecewise constant, so
+  ``conv(M, W) = conv(S, U)`` with per-sample kernels ``U[b, :, k] = W · μ_{b,k}``: the
+  style convs see the K class masks instead of the D-channel map.
+* **Class-window sums.** A conv over a *hard* one-hot map is a sum of kernel columns:
+  ``conv(S, U)(p) = Σ_d U[:, label(p + d), d]``. :func:`class_window_sum` evaluates it
+  with table look-ups, and in a window where every pixel has one class (most pixels) it
+  is one look-up of ``Σ_d U[:, c, d]``. The SPADE branch's first conv (over S too) rides
+  in the same table. Soft or differentiated parsings (the ``joint`` scheme's
+  straight-through one-hot) and ``torch.compile`` take the conv route instead.
+* **Fused γ/β.** ``γ`` and ``β`` of each branch come from one conv with 2C outputs; the
+  blend weights σ(θ) and 1 - σ(θ) and the ``1 +`` of ``1 + γ`` are folded into the conv
+  weights and biases, so ACE ends in one ``addcmul``.
+* **Border shell (CPU).** The SPADE hidden map is constant inside a class region, so its
+  γ|β conv is a per-class constant wherever the 2k-1 window holds a single class; it is
+  computed as one GEMM over the windows of the other pixels only (about 20 % of the
+  pixels at the finest scale of a 256×176 person).
+
+:class:`SemanticCondition` (its ``route``) picks among these per forward pass.
+
+:class:`SemanticCondition` carries the parsing and codes through the decoder and caches
+what every ACE at one resolution shares (resized parsing, look-up indices).
+``factorized=False`` selects the plain formulation (conv over the D-channel map), kept
+for comparison. :class:`BatchNormNoCondition` is the plain-BN stand-in of the ``baseline``
 variants, with the same call signature.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -38,6 +56,246 @@ def resize_parsing(parsing: torch.Tensor, size: tuple[int, int]) -> torch.Tensor
     if tuple(parsing.shape[-2:]) == tuple(size):
         return parsing
     return F.interpolate(parsing, size=size, mode="nearest")
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def _no_autocast(device: torch.device):
+    kind = device.type
+    return torch.autocast(kind, enabled=False) if kind in ("cpu", "cuda") else contextlib.nullcontext()
+
+
+def hard_labels(parsing: torch.Tensor) -> torch.Tensor | None:
+    """Labels ``(B, H, W)`` int64 of a hard one-hot ``(B, K, H, W)`` (K for a pixel with no
+    class, e.g. zero padding), or None if some pixel is not a 0/1 one-hot vector."""
+    if parsing.numel() == 0:
+        return None
+    peak = parsing.amax(1)
+    hard = (parsing.amin() >= 0) & ((peak == 0) | (peak == 1)).all() & (parsing.sum(1) == peak).all()
+    if not bool(hard):
+        return None
+    return torch.where(peak > 0, parsing.argmax(1), parsing.shape[1])
+
+
+class ClassWindowLayout:
+    """Index structures of :func:`class_window_sum` for one label map and kernel size.
+
+    ``labels`` ``(B, h, w)`` int64 in ``[0, K]`` (K = no class); positions outside the map
+    count as class K (zero padding). A pixel is *interior* when its k×k window holds one
+    class; the others form the *band* (near class borders and the image edge).
+    """
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, kernel: int):
+        b, h, w = labels.shape
+        r, kk, rows = kernel // 2, kernel * kernel, num_classes + 1
+        self.shape, self.kernel, self.rows, self.num_classes = (b, h, w), kernel, rows, num_classes
+        self.labels = labels
+        padded = F.pad(labels, (r, r, r, r), value=num_classes)
+        as_float = padded[:, None].float()  # exact for class indices
+        uniform = (F.max_pool2d(as_float, kernel, 1) == -F.max_pool2d(-as_float, kernel, 1))[:, 0]
+        sample = torch.arange(b, device=labels.device)
+        self.class_rows = (sample.view(b, 1, 1) * rows + labels).reshape(-1)  # (N,) row of (b, label)
+        self.interior = uniform.reshape(b, h * w)  # (B, hw) bool
+        self.band = (~uniform).reshape(-1).nonzero().squeeze(1)  # (N_b,)
+        # window labels of band pixels, read from the padded map: (N_b, k²)
+        window = padded.reshape(-1)[self.windows(self.band)]
+        sample = self.band // (h * w)
+        # table row of (sample, class, offset d); stored (k², N_b) so each offset is contiguous
+        self.band_rows = ((sample[:, None] * rows + window) * kk + torch.arange(kk, device=labels.device)).t().contiguous()
+        self._onehots: dict = {}
+        self._shell = None
+
+    def windows(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Flat indices ``(n, k²)`` of the k×k windows of ``pixels`` (flat indices into
+        ``(B, h, w)``) in the map zero-padded by k//2 on each side, ``(B, h+2r, w+2r)``."""
+        b, h, w = self.shape
+        r, k = self.kernel // 2, self.kernel
+        sample, rem = pixels // (h * w), pixels % (h * w)
+        pw = w + 2 * r
+        corner = sample * (h + 2 * r) * pw + (rem // w) * pw + rem % w
+        offsets = (torch.arange(k, device=pixels.device).view(-1, 1) * pw + torch.arange(k, device=pixels.device))
+        return corner[:, None] + offsets.reshape(-1)
+
+    def onehot(self, dtype: torch.dtype, interior_only: bool) -> torch.Tensor:
+        """``(B, K+1, hw)``: 1 at (b, label(p), p) for every pixel p, or for interior ones only
+        (the backward of the per-class gathers: per-class sums of a gradient as one GEMM)."""
+        key = (dtype, interior_only)
+        if key not in self._onehots:
+            b, h, w = self.shape
+            onehot = torch.zeros(b, self.rows, h * w, device=self.labels.device, dtype=dtype)
+            value = self.interior.to(dtype) if interior_only else torch.ones(b, h * w, device=onehot.device, dtype=dtype)
+            self._onehots[key] = onehot.scatter_(1, self.labels.reshape(b, 1, h * w), value.reshape(b, 1, h * w))
+        return self._onehots[key]
+
+    def shell(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels within 2·(k//2) of another class or of the image edge, and their k×k
+        windows: ``(shell (N_s,), windows (N_s, k²))``. Elsewhere a k×k conv of anything
+        computed by a k×k conv of the one-hot is constant per class."""
+        if self._shell is None:
+            b, h, w = self.shape
+            r2, size = 2 * (self.kernel // 2), 4 * (self.kernel // 2) + 1
+            # outside = K + 1: unlike "no class" inside the map, it is zero padding for every conv
+            padded = F.pad(self.labels, (r2, r2, r2, r2), value=self.num_classes + 1)[:, None].float()
+            deep = (F.max_pool2d(padded, size, 1) == -F.max_pool2d(-padded, size, 1)).reshape(-1)
+            shell = (~deep).nonzero().squeeze(1)
+            self._shell = (shell, self.windows(shell))
+        return self._shell
+
+
+class _ClassRows(torch.autograd.Function):
+    """out[(b, p)] = table[b, label(p)]: ``(B, K+1, O)`` -> ``(B·h·w, O)``; the backward sums
+    the gradient per class with one GEMM per sample (an index_add would serialise on the
+    few classes)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, layout: ClassWindowLayout) -> torch.Tensor:
+        ctx.layout = layout
+        b, rows, o = table.shape
+        return table.reshape(b * rows, o).index_select(0, layout.class_rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        layout = ctx.layout
+        b, h, w = layout.shape
+        return torch.bmm(layout.onehot(grad.dtype, False), grad.reshape(b, h * w, -1)), None
+
+
+class _WindowGather(torch.autograd.Function):
+    """rows ``(M, C)`` of a zero-padded channels-last map, windows ``(n, k²)`` -> ``(n, k²·C)``
+    (im2col of n pixels); backward: one index_add of all n·k² rows."""
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(windows)
+        ctx.num_rows = rows.shape[0]
+        n, kk = windows.shape
+        return rows.index_select(0, windows.reshape(-1)).view(n, kk * rows.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (windows,) = ctx.saved_tensors
+        n, kk = windows.shape
+        grad = grad.reshape(n * kk, -1)
+        return grad.new_zeros(ctx.num_rows, grad.shape[1]).index_add_(0, windows.reshape(-1), grad), None
+
+
+class _ClassWindowSum(torch.autograd.Function):
+    """out[(b, p)] = Σ_d table[b, label(p + d), d]; interior pixels: one row of the per-class sums."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, layout: ClassWindowLayout) -> torch.Tensor:
+        b, rows, kk, o = table.shape
+        ctx.layout = layout
+        flat = table.reshape(b * rows * kk, o)
+        out = table.sum(2).reshape(b * rows, o).index_select(0, layout.class_rows)
+        if layout.band.numel():
+            # band rows, read as (N_b, k²) row indices
+            out.index_copy_(0, layout.band, F.embedding_bag(layout.band_rows.t(), flat, mode="sum"))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        layout = ctx.layout
+        b, h, w = layout.shape
+        kk = layout.kernel ** 2
+        o = grad.shape[1]
+        # interior pixels feed every offset d of their class: one GEMM per sample
+        per_class = torch.bmm(layout.onehot(grad.dtype, True), grad.reshape(b, h * w, o))  # (B, K+1, O)
+        grad_table = per_class[:, :, None, :].expand(b, layout.rows, kk, o).contiguous()
+        if layout.band.numel():
+            band_grad = grad.index_select(0, layout.band)
+            flat = grad_table.view(-1, o)
+            for d in range(kk):  # kernel offsets (k² ≤ 49), not pixels or classes
+                flat.index_add_(0, layout.band_rows[d], band_grad)
+        return grad_table, None
+
+
+def class_window_sum(table: torch.Tensor, layout: ClassWindowLayout) -> torch.Tensor:
+    """Convolution of a hard one-hot parsing with per-sample kernels, as table look-ups.
+
+    ``table`` ``(B, K+1, k², O)``: ``table[b, c, dy·k + dx]`` is the kernel column of class c
+    at offset (dy, dx) (row K, "no class", must be zero). Returns ``(B·h·w, O)`` float rows
+    (channels last) equal to ``conv2d(one_hot(labels), kernels, padding=k//2)``.
+    """
+    return _ClassWindowSum.apply(table, layout)
+
+
+ROUTES = ("conv", "lookup", "shell")
+SHELL_MAX_FRACTION = 0.5  # beyond it the dense conv is cheaper than gathering windows
+
+
+class SemanticCondition:
+    """Target parsing ``(B, K, H, W)`` and style codes ``(B, K, D)`` (or None) shared by every
+    ACE of one forward pass, with per-resolution caches (resized parsing, look-up layouts).
+
+    ``route`` (one of :data:`ROUTES`, or None to choose) says how every ACE computes its
+    modulation; all give the same result:
+
+    * ``"conv"`` — convolutions over the one-hot (style: grouped conv with per-sample
+      kernels); the only route for a soft parsing or one that needs a gradient.
+    * ``"lookup"`` — :func:`class_window_sum` for the convs over the parsing, a dense
+      SPADE γ|β conv. Needs a hard one-hot with data (not ``meta``), no gradient, and
+      eager mode (not under ``torch.compile``); otherwise ``"conv"`` runs.
+    * ``"shell"`` — look-ups, and the SPADE γ|β conv only near class borders
+      (:meth:`ACE._semantic_shell`); same conditions.
+
+    None: ``"shell"`` on CPU when at most :data:`SHELL_MAX_FRACTION` of a resolution's
+    pixels are near a border (a GEMM over a few windows beats the dense conv there),
+    else ``"lookup"`` (GPUs run the dense conv faster than the gathers), when eligible.
+    """
+
+    def __init__(self, parsing: torch.Tensor, codes: torch.Tensor | None = None, route: str | None = None):
+        if route is not None and route not in ROUTES:
+            raise ValueError(f"SemanticCondition: route {route!r} is not one of {ROUTES} (or None)")
+        self.parsing = parsing
+        self.codes = codes
+        self.route = route
+        self._onehot: dict[tuple[int, int], torch.Tensor] = {}
+        self._layouts: dict[tuple[int, int, int], ClassWindowLayout] = {}
+        self._labels: torch.Tensor | None | bool = False  # False: not decided yet
+
+    @property
+    def num_classes(self) -> int:
+        return self.parsing.shape[1]
+
+    def onehot(self, size: tuple[int, int]) -> torch.Tensor:
+        """The parsing resized (nearest) to ``size``: ``(B, K, h, w)``."""
+        size = tuple(size)
+        if size not in self._onehot:
+            self._onehot[size] = resize_parsing(self.parsing, size)
+        return self._onehot[size]
+
+    def labels(self) -> torch.Tensor | None:
+        """Hard labels ``(B, H, W)`` if the look-up route applies, else None."""
+        if self._labels is False:
+            # meta tensors (FLOP counting without data) cannot be inspected: conv route
+            eligible = not (self.route == "conv" or self.parsing.requires_grad or _compiling()
+                            or self.parsing.is_meta)
+            self._labels = hard_labels(self.parsing.detach()) if eligible else None
+        return self._labels
+
+    def use_shell(self, layout: ClassWindowLayout) -> bool:
+        """Look-up routes: whether the SPADE γ|β conv runs on border pixels only."""
+        if self.route is not None:
+            return self.route == "shell"
+        if self.parsing.device.type != "cpu":
+            return False
+        b, h, w = layout.shape
+        return layout.shell()[0].numel() <= SHELL_MAX_FRACTION * b * h * w
+
+    def layout(self, size: tuple[int, int], kernel: int) -> ClassWindowLayout | None:
+        labels = self.labels()
+        if labels is None:
+            return None
+        key = (*size, kernel)
+        if key not in self._layouts:
+            resized = labels
+            if tuple(labels.shape[-2:]) != tuple(size):  # same pixels as resize_parsing picks
+                resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+            self._layouts[key] = ClassWindowLayout(resized, self.num_classes, kernel)
+        return self._layouts[key]
 
 
 class SemanticModulation(nn.Module):
@@ -93,55 +351,132 @@ class ACE(nn.Module):
         """``μ_k = ReLU(fc_k(z_k))``: codes ``(B, K, D)`` -> ``(B, K, D)`` (one batched op)."""
         return F.relu(torch.einsum("bki,koi->bko", codes, self.style_fc_weight) + self.style_fc_bias)
 
-    def style_modulation(self, parsing: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Style branch: parsing ``(B, K, H, W)``, codes ``(B, K, D)`` -> ``γ_s, β_s`` ``(B, C, H, W)``."""
-        mu = self.class_styles(codes)  # (B, K, D)
-        weight = torch.cat((self.style_gamma.weight, self.style_beta.weight), 0)  # (2C, D, k, k)
-        bias = torch.cat((self.style_gamma.bias, self.style_beta.bias), 0)
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """SPADE γ|β conv weight ``(2C, hidden, k, k)`` scaled by 1 - σ(θ), style γ|β conv weight
+        ``(2C, D, k, k)`` scaled by σ(θ) (None without style), and the combined bias ``(2C,)``
+        including the ``1 +`` of ``1 + γ``."""
+        sem, c = self.semantic, self.channels
+        weight = torch.cat((sem.gamma.weight, sem.beta.weight), 0)
+        bias = torch.cat((sem.gamma.bias, sem.beta.bias), 0)
+        style_weight = None
+        if self.use_style:
+            alpha = torch.cat((torch.sigmoid(self.blend_gamma).expand(c), torch.sigmoid(self.blend_beta).expand(c)))
+            style_weight = torch.cat((self.style_gamma.weight, self.style_beta.weight), 0) * alpha.view(-1, 1, 1, 1)
+            weight = weight * (1 - alpha).view(-1, 1, 1, 1)
+            bias = bias * (1 - alpha) + torch.cat((self.style_gamma.bias, self.style_beta.bias), 0) * alpha
+        one = torch.cat((torch.ones(c, device=bias.device, dtype=bias.dtype), torch.zeros_like(bias[:c])))
+        return weight, style_weight, bias + one
+
+    def modulation(self, cond: SemanticCondition, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """``cat(1 + γ, β)`` ``(B, 2C, h, w)`` for the feature size ``size`` (blended branches)."""
+        weight, style_weight, bias = self._folded()
+        shared = self.semantic.shared[0]
         pad = weight.shape[-1] // 2
+        # style vectors and look-up sums in float32 (float64 for a float64 model)
+        acc = torch.promote_types(bias.dtype, torch.float32)
+        mu = self.class_styles(cond.codes.to(acc)) if self.use_style else None  # (B, K, D)
+        layout = cond.layout(size, shared.kernel_size[0]) if self.factorized else None
+        if layout is not None:
+            return self._modulation_lookup(layout, weight, style_weight, bias, mu, dtype, cond.use_shell(layout))
+        parsing = cond.onehot(size).to(dtype)
         b, k, h, w = parsing.shape
-        if self.factorized:
-            kernels = torch.einsum("odyx,bkd->bokyx", weight, mu)  # (B, 2C, K, k, k)
-            out = F.conv2d(parsing.reshape(1, b * k, h, w), kernels.reshape(-1, k, *weight.shape[-2:]),
-                           padding=pad, groups=b)
-            out = out.view(b, -1, h, w) + bias.view(1, -1, 1, 1)
+        hidden = F.relu(F.conv2d(parsing, shared.weight.to(dtype), shared.bias.to(dtype), padding=pad))
+        out = F.conv2d(hidden, weight.to(dtype), bias.to(dtype), padding=pad)
+        if style_weight is None:
+            return out
+        mu = mu.to(dtype)
+        if self.factorized:  # conv(M, W) = conv(S, U): per-sample kernels as one grouped conv
+            kernels = torch.einsum("odyx,bkd->bokyx", style_weight.to(dtype), mu)  # (B, 2C, K, k, k)
+            style = F.conv2d(parsing.reshape(1, b * k, h, w), kernels.reshape(-1, k, *weight.shape[-2:]),
+                             padding=pad, groups=b).view(b, -1, h, w)
         else:
             broadcast = torch.einsum("bkhw,bkd->bdhw", parsing, mu)  # (B, D, H, W)
-            out = F.conv2d(broadcast, weight, bias, padding=pad)
-        return out.chunk(2, dim=1)
+            style = F.conv2d(broadcast, style_weight.to(dtype), padding=pad)
+        return out + style
 
-    def forward(self, x: torch.Tensor, parsing: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
-        """x ``(B, C, H, W)``; parsing one-hot ``(B, K, h, w)`` (resized nearest to H×W);
-        codes ``(B, K, D)`` (required with the style branch) -> ``(B, C, H, W)``."""
+    def _modulation_lookup(self, layout: ClassWindowLayout, weight: torch.Tensor, style_weight: torch.Tensor | None,
+                           bias: torch.Tensor, mu: torch.Tensor | None, dtype: torch.dtype,
+                           shell: bool) -> torch.Tensor:
+        """The same through :func:`class_window_sum` (hard one-hot parsing); with ``shell``
+        the SPADE γ|β conv runs only near class borders (:meth:`ClassWindowLayout.shell`)."""
+        shared = self.semantic.shared[0]
+        b, h, w = layout.shape
+        kk = shared.kernel_size[0] * shared.kernel_size[1]
+        hid = shared.out_channels
+        acc = mu.dtype if mu is not None else torch.promote_types(bias.dtype, torch.float32)
+        with _no_autocast(bias.device):  # look-ups and their sums in float32
+            # table[b, class, offset] = [SPADE shared kernel column | style kernel column W·μ]
+            shared_columns = shared.weight.to(acc).permute(1, 2, 3, 0).reshape(self.label_nc, kk, hid)
+            columns = [shared_columns.expand(b, -1, -1, -1)]
+            if style_weight is not None:
+                columns.append(torch.einsum("odyx,bkd->bkyxo", style_weight.to(acc), mu).reshape(
+                    b, self.label_nc, kk, -1))
+            table = F.pad(torch.cat(columns, -1), (0, 0, 0, 0, 0, 1))  # + the zero row of "no class"
+            rows = class_window_sum(table, layout)  # (B·h·w, hid [+ 2C]) channels last
+            pre, style = rows.split((hid, rows.shape[1] - hid), dim=1)
+            hidden = F.relu(pre + shared.bias.to(acc))
+        if shell:
+            out = self._semantic_shell(hidden, shared_columns, layout, weight.to(acc), bias.to(acc))
+            if style_weight is not None:
+                out = out + style
+            return out.view(b, h, w, -1).permute(0, 3, 1, 2).to(dtype)
+        hidden = hidden.to(dtype).view(b, h, w, hid).permute(0, 3, 1, 2)
+        out = F.conv2d(hidden, weight.to(dtype), bias.to(dtype), padding=weight.shape[-1] // 2)
+        if style_weight is None:
+            return out
+        return out + style.view(b, h, w, -1).permute(0, 3, 1, 2).to(out.dtype)
+
+    def _semantic_shell(self, hidden: torch.Tensor, shared_columns: torch.Tensor, layout: ClassWindowLayout,
+                        weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """SPADE γ|β conv of ``hidden`` rows ``(B·h·w, hid)`` -> ``(B·h·w, 2C)``: a per-class
+        constant away from class borders (the hidden map is constant there), one GEMM over
+        the border pixels' windows elsewhere."""
+        b, h, w = layout.shape
+        r = weight.shape[-1] // 2
+        with _no_autocast(bias.device):
+            # deep inside class c every hidden pixel is ReLU(Σ_d shared column + bias)
+            hidden_class = F.relu(F.pad(shared_columns.sum(1), (0, 0, 0, 1)) + self.semantic.shared[0].bias.to(bias.dtype))
+            per_class = hidden_class @ weight.sum((2, 3)).t() + bias  # (K+1, 2C)
+            out = _ClassRows.apply(per_class.expand(b, -1, -1), layout)
+        shell, windows = layout.shell()
+        if shell.numel():
+            padded = F.pad(hidden.view(b, h, w, -1), (0, 0, r, r, r, r)).view(-1, hidden.shape[1])
+            columns = _WindowGather.apply(padded, windows)  # (N_s, k²·hid), offsets row-major, then channels
+            matrix = weight.permute(2, 3, 1, 0).reshape(columns.shape[1], -1)  # (k²·hid, 2C)
+            out = out.index_copy(0, shell, (columns @ matrix).to(bias.dtype) + bias)
+        return out
+
+    def forward(self, x: torch.Tensor, parsing: torch.Tensor | SemanticCondition,
+                codes: torch.Tensor | None = None) -> torch.Tensor:
+        """x ``(B, C, H, W)``; parsing one-hot ``(B, K, h, w)`` (resized nearest to H×W) and
+        codes ``(B, K, D)`` (required with the style branch), or a :class:`SemanticCondition`
+        holding both -> ``(B, C, H, W)``."""
+        cond = parsing if isinstance(parsing, SemanticCondition) else SemanticCondition(parsing, codes)
         b, c, h, w = x.shape
-        if c != self.channels or parsing.shape[:2] != (b, self.label_nc):
-            raise ValueError(f"ACE({self.channels}): got x {tuple(x.shape)}, parsing {tuple(parsing.shape)}")
-        parsing = resize_parsing(parsing.to(x.dtype), (h, w))
-        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype) * self.noise_scale.view(1, c, 1, 1)
-        normalized = self.norm(x + noise)
-        gamma, beta = self.semantic(parsing)
-        if self.use_style:
-            if codes is None or codes.shape[:2] != (b, self.label_nc):
-                raise ValueError(f"ACE({self.channels}): style codes (B, {self.label_nc}, D) required, "
-                                 f"got {None if codes is None else tuple(codes.shape)}")
-            gamma_s, beta_s = self.style_modulation(parsing, codes.to(x.dtype))
-            a_g, a_b = torch.sigmoid(self.blend_gamma), torch.sigmoid(self.blend_beta)
-            gamma = a_g * gamma_s + (1 - a_g) * gamma
-            beta = a_b * beta_s + (1 - a_b) * beta
-        return normalized * (1 + gamma) + beta
+        if c != self.channels or cond.parsing.shape[:2] != (b, self.label_nc):
+            raise ValueError(f"ACE({self.channels}): got x {tuple(x.shape)}, parsing {tuple(cond.parsing.shape)}")
+        if self.use_style and (cond.codes is None or cond.codes.shape[:2] != (b, self.label_nc)):
+            codes = cond.codes
+            raise ValueError(f"ACE({self.channels}): style codes (B, {self.label_nc}, D) required, "
+                             f"got {None if codes is None else tuple(codes.shape)}")
+        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        normalized = self.norm(torch.addcmul(x, noise, self.noise_scale.view(1, c, 1, 1).to(x.dtype)))
+        scale, shift = self.modulation(cond, (h, w), normalized.dtype).chunk(2, dim=1)  # 1 + γ, β
+        return torch.addcmul(shift, normalized, scale)
 
 
 class BatchNormNoCondition(nn.BatchNorm2d):
     """Affine BatchNorm with ACE's call signature (the ``baseline`` variants)."""
 
-    def forward(self, x: torch.Tensor, parsing: torch.Tensor | None = None,
-                codes: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, parsing=None, codes: torch.Tensor | None = None) -> torch.Tensor:
         return super().forward(x)
 
 
 def make_norm(channels: int, *, conditional: bool, **ace_kwargs) -> nn.Module:
-    """ACE (``conditional``) or plain BatchNorm, both called as ``norm(x, parsing, codes)``."""
+    """ACE (``conditional``) or plain BatchNorm, both called as ``norm(x, parsing, codes)``
+    (``parsing`` a one-hot tensor or a :class:`SemanticCondition`)."""
     return ACE(channels, **ace_kwargs) if conditional else BatchNormNoCondition(channels)
 
 
-__all__ = ["ACE", "SemanticModulation", "BatchNormNoCondition", "make_norm", "resize_parsing"]
+__all__ = ["ACE", "SemanticModulation", "SemanticCondition", "BatchNormNoCondition", "make_norm",
+           "resize_parsing", "hard_labels", "ClassWindowLayout", "class_window_sum", "ROUTES"]

@@ -20,8 +20,8 @@ def region_average_pool(features: torch.Tensor, parsing: torch.Tensor) -> torch.
     """Mean of ``features`` ``(B, D, h, w)`` over each class of ``parsing`` ``(B, K, H, W)``.
 
     The one-hot parsing is resized (nearest, as the official code) to h×w; returns
-    ``(B, K, D)`` float32, zero for a class with no pixel. With a soft parsing it is the
-    parsing-weighted mean.
+    ``(B, K, D)`` float32 (float64 for float64 features), zero for a class with no pixel.
+    With a soft parsing it is the parsing-weighted mean.
     """
     if features.dim() != 4 or parsing.dim() != 4 or features.shape[0] != parsing.shape[0]:
         raise ValueError(f"region_average_pool: expected (B, D, h, w) and (B, K, H, W), got "
@@ -29,9 +29,10 @@ def region_average_pool(features: torch.Tensor, parsing: torch.Tensor) -> torch.
     # float32 even under autocast: sums over up to ~10^4 pixels lose precision in fp16.
     device_type = features.device.type
     no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else contextlib.nullcontext()
+    dtype = torch.promote_types(features.dtype, torch.float32)
     with no_autocast:
-        masks = resize_parsing(parsing.float(), tuple(features.shape[-2:])).flatten(2)  # (B, K, hw)
-        sums = torch.bmm(masks, features.float().flatten(2).transpose(1, 2))  # (B, K, D)
+        masks = resize_parsing(parsing.to(dtype), tuple(features.shape[-2:])).flatten(2)  # (B, K, hw)
+        sums = torch.bmm(masks, features.to(dtype).flatten(2).transpose(1, 2))  # (B, K, D)
         area = masks.sum(-1, keepdim=True)  # absent class: sums = 0, area = 0 -> 0
         return sums / area.clamp(min=1e-12)
 
