@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (DESIGN §10)"),
     "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
     "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
+    "bench": ("spgnet.commands.bench", "speed, FLOPs and memory: our generator vs the straightforward reference"),
     "prepare": ("spgnet.commands.prepare", "turn a folder of your own photos into a dataset (mediapipe, offline)"),
     "transfer": ("spgnet.commands.transfer", "put the person of a photo in the pose of another photo or a keypoint JSON"),
     "animate": ("spgnet.commands.animate", "animate the person of a photo through a pose sequence (GIF/MP4)"),
