@@ -103,6 +103,10 @@ class TrainConfig:
     image_every: int = 200  # steps between image grids in TensorBoard
     save_every: int = 0  # steps between `last` checkpoints (0: at the end of each epoch only)
     max_nonfinite: int = 5  # stop after this many non-finite steps in a row
+    # before each validation and the final checkpoint, set the BatchNorm running statistics
+    # of stage 1 and the generator to their average over this many training batches with
+    # the current weights ("precise BN", training/precise_bn.py); 0: keep the moving averages
+    precise_bn_batches: int = 50
     # write run_dir/rank<R>_digest.json at the end: a hash of every parameter and buffer
     # and the samples each rank trained on (tests: DDP replicas identical, shards disjoint)
     debug_rank_digest: bool = False

@@ -189,6 +189,7 @@ class Trainer:
         self.epoch_step = 0  # batches already consumed in the current epoch
         self.best_ssim = -math.inf
         self.nonfinite_streak = 0
+        self._bn_step = -1  # step of the last precise-BN pass
         self._seen: list[list] = []  # [epoch, pair name] of every training sample (debug_rank_digest)
         if resume:
             self.load(self.ckpt_dir / "last" if resume is True else Path(resume))
@@ -257,14 +258,7 @@ class Trainer:
                     logits = self.net.stage1(s1_input, b["src_pose"], b["tgt_pose"])
             fake = None
             if train_s2:
-                if t.scheme == "parallel":
-                    tgt_labels, tgt_onehot = b["tgt_parsing"], b["tgt_parsing_onehot"]
-                elif t.scheme == "sequential":
-                    tgt_labels = logits.argmax(1)
-                    tgt_onehot = one_hot(tgt_labels).to(b["src_image"].dtype)
-                else:  # joint
-                    tgt_onehot = straight_through_onehot(logits)
-                    tgt_labels = tgt_onehot.detach().argmax(1)
+                tgt_labels, tgt_onehot = self._stage2_target(b, logits)
                 flow, vis = self.net.flow(b, tgt_labels)
                 fake = self.generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
                 real = b["tgt_image"]
@@ -307,6 +301,17 @@ class Trainer:
         self.nonfinite_streak = 0
         self._last_images = (b, logits.detach(), None if fake is None else fake.detach())
         return StepResult({k: float(v.detach()) for k, v in losses.items()})
+
+    def _stage2_target(self, b: dict, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target parsing stage 2 trains on: labels (B, H, W) and one-hot, per scheme."""
+        scheme = self.cfg.train.scheme
+        if scheme == "parallel":
+            return b["tgt_parsing"], b["tgt_parsing_onehot"]
+        if scheme == "sequential":
+            labels = logits.argmax(1)
+            return labels, one_hot(labels).to(b["src_image"].dtype)
+        onehot = straight_through_onehot(logits)  # joint
+        return onehot.detach().argmax(1), onehot
 
     def _finite(self, losses: dict[str, torch.Tensor]) -> bool:
         """Whether every loss is finite on *every* rank: under DDP all ranks must skip the
@@ -399,6 +404,9 @@ class Trainer:
                 if t.val_every and self.epoch % t.val_every == 0:
                     last_val = self.validate()
                 self.save("last")
+        if t.precise_bn_batches and self._bn_step != self.step:
+            self.recompute_bn_stats()
+            done = True
         if done:
             self.save("last")
         if t.debug_rank_digest:
@@ -430,6 +438,7 @@ class Trainer:
         from spgnet.pipeline import evaluate_batches
 
         t = self.cfg.train
+        self.recompute_bn_stats()
         n = len(self.val_set) if not t.val_pairs else min(t.val_pairs, len(self.val_set))
         indices = list(range(self.dist.rank, n, self.dist.world_size))
         stage2 = self.stage2_trains() or t.scheme != "sequential"
@@ -456,6 +465,38 @@ class Trainer:
             self.best_ssim = metrics["ssim"]
             self.save("best")
         return metrics
+
+    def recompute_bn_stats(self) -> None:
+        """Precise BatchNorm statistics (:mod:`spgnet.training.precise_bn`) for stage 1 and
+        the generator: their running mean/variance become the average over
+        ``train.precise_bn_batches`` fixed training batches (the same on every call, split
+        over the ranks) forwarded with the current weights as in training. Called before
+        every validation and before the final checkpoint; 0 keeps the moving averages."""
+        from spgnet.training.precise_bn import recompute_bn_stats
+
+        t = self.cfg.train
+        if t.precise_bn_batches <= 0:
+            return
+        world = self.dist.world_size
+        per_rank = min(t.precise_bn_batches * t.batch_size, len(self.train_set) // world)
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(t.seed + 7919))
+        indices = order[: per_rank * world][self.dist.rank::world].tolist()
+        loader = self._loader(torch.utils.data.Subset(self.train_set, indices))
+        stage2 = self.stage2_trains() or t.scheme != "sequential"
+
+        def forward(batch: dict) -> None:
+            b = self._batch(batch)
+            with self._autocast():
+                logits = self.net.stage1(self.net.stage1_input(b), b["src_pose"], b["tgt_pose"])
+                if stage2:
+                    tgt_labels, tgt_onehot = self._stage2_target(b, logits)
+                    flow, vis = self.net.flow(b, tgt_labels)
+                    self.net.generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
+
+        modules = [self.net.stage1, self.net.generator] if stage2 else [self.net.stage1]
+        recompute_bn_stats(modules, forward, loader, dist=self.dist,
+                           devices=[self.device] if self.device.type == "cuda" else None)
+        self._bn_step = self.step
 
     def write_rank_digest(self) -> Path:
         """``run_dir/rank<R>_digest.json`` (every rank): a SHA-256 per parameter and per
