@@ -21,8 +21,9 @@ padded the same way) to a multiple of ``2**num_scales`` and the output is croppe
 Style codes are computed on the unpadded source image.
 
 Cost of the ``official-deepfashion`` preset at 256×256 (``torch.utils.flop_counter``,
-forward, one image of a synthetic person): 143 GFLOP on CPU (default routes of
-:mod:`.sean`), 270 GFLOP with the dense SPADE γ|β conv (GPU default), 356 GFLOP for a
+forward, one image of the benchmark's synthetic person): 131 GFLOP on CPU (default routes
+of :mod:`.sean`; data-dependent: it grows with the pixels near class borders), 270 GFLOP
+with the dense SPADE γ|β conv (GPU default), 356 GFLOP for a
 soft or differentiated parsing and on the ``meta`` device (grouped style conv), 694 GFLOP
 with ``factorized_style_conv=False`` (692 in convolutions, the official model's figure;
 DESIGN §12). docs/performance.md has the measured times.
