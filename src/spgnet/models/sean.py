@@ -162,23 +162,46 @@ class _ClassRows(torch.autograd.Function):
         return torch.bmm(layout.onehot(grad.dtype, False), grad.reshape(b, h * w, -1)), None
 
 
-class _WindowGather(torch.autograd.Function):
-    """rows ``(M, C)`` of a zero-padded channels-last map, windows ``(n, k²)`` -> ``(n, k²·C)``
-    (im2col of n pixels); backward: one index_add of all n·k² rows."""
+class _ShellConv(torch.autograd.Function):
+    """A k×k conv evaluated at n pixels only: hidden rows ``(B·h·w, C)`` (channels last),
+    windows ``(n, k²)`` into the zero-padded map, matrix ``(k²·C, O)`` -> ``(n, O)``.
+
+    Forward: gather the n windows (im2col, ``(n, k²·C)``) and one matmul. The columns are
+    not kept for the backward, which re-gathers them from ``hidden`` (kept by the ReLU
+    before anyway): k² floats per border pixel and channel less activation memory. The
+    input gradient is one index_add of all n·k² rows into the padded map."""
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(windows)
-        ctx.num_rows = rows.shape[0]
+    def forward(ctx, hidden: torch.Tensor, windows: torch.Tensor, matrix: torch.Tensor,
+                shape: tuple[int, int, int], radius: int) -> torch.Tensor:
+        ctx.save_for_backward(hidden, windows, matrix)
+        ctx.shape, ctx.radius = shape, radius
+        return _ShellConv.columns(hidden, windows, shape, radius) @ matrix
+
+    @staticmethod
+    def padded(hidden: torch.Tensor, shape: tuple[int, int, int], r: int) -> torch.Tensor:
+        b, h, w = shape
+        return F.pad(hidden.view(b, h, w, -1), (0, 0, r, r, r, r)).view(-1, hidden.shape[1])
+
+    @staticmethod
+    def columns(hidden: torch.Tensor, windows: torch.Tensor, shape: tuple[int, int, int], r: int) -> torch.Tensor:
         n, kk = windows.shape
-        return rows.index_select(0, windows.reshape(-1)).view(n, kk * rows.shape[1])
+        return _ShellConv.padded(hidden, shape, r).index_select(0, windows.reshape(-1)).view(n, kk * hidden.shape[1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (windows,) = ctx.saved_tensors
-        n, kk = windows.shape
-        grad = grad.reshape(n * kk, -1)
-        return grad.new_zeros(ctx.num_rows, grad.shape[1]).index_add_(0, windows.reshape(-1), grad), None
+        hidden, windows, matrix = ctx.saved_tensors
+        (b, h, w), r = ctx.shape, ctx.radius
+        grad_hidden = grad_matrix = None
+        if ctx.needs_input_grad[0]:
+            n, kk = windows.shape
+            c = hidden.shape[1]
+            g = (grad @ matrix.t()).reshape(n * kk, c)
+            padded = g.new_zeros(b * (h + 2 * r) * (w + 2 * r), c).index_add_(0, windows.reshape(-1), g)
+            grad_hidden = padded.view(b, h + 2 * r, w + 2 * r, c)[:, r:r + h, r:r + w].reshape(-1, c)
+        if ctx.needs_input_grad[2]:
+            grad_matrix = _ShellConv.columns(hidden, windows, ctx.shape, r).t() @ grad
+        return grad_hidden, None, grad_matrix, None, None
 
 
 class _ClassWindowSum(torch.autograd.Function):
@@ -440,10 +463,11 @@ class ACE(nn.Module):
             out = _ClassRows.apply(per_class.expand(b, -1, -1), layout)
         shell, windows = layout.shell()
         if shell.numel():
-            padded = F.pad(hidden.view(b, h, w, -1), (0, 0, r, r, r, r)).view(-1, hidden.shape[1])
-            columns = _WindowGather.apply(padded, windows)  # (N_s, k²·hid), offsets row-major, then channels
-            matrix = weight.permute(2, 3, 1, 0).reshape(columns.shape[1], -1)  # (k²·hid, 2C)
-            out = out.index_copy(0, shell, (columns @ matrix).to(bias.dtype) + bias)
+            # im2col rows: offsets row-major, then channels -> (k²·hid, 2C) matrix
+            matrix = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0])
+            # index_put, not index_copy: the latter's autograd keeps the (N_s, 2C) source alive
+            out = out.index_put((shell,), _ShellConv.apply(hidden, windows, matrix, (b, h, w), r).to(bias.dtype)
+                                + bias)
         return out
 
     def forward(self, x: torch.Tensor, parsing: torch.Tensor | SemanticCondition,
