@@ -296,31 +296,19 @@ def test_generator_gradients_match_reference_fp64(route):
         torch.testing.assert_close(grads[0][name], g_ref, rtol=1e-8, atol=1e-10 * scale, msg=name)
 
 
-def saved_float_bytes(fn, exclude) -> int:
-    """Bytes of the distinct floating-point storages autograd keeps for the backward of ``fn``."""
-    skip = {p.untyped_storage().data_ptr() for p in exclude}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.is_floating_point() and t.untyped_storage().data_ptr() not in skip:
-            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 def test_shell_route_keeps_no_per_border_pixel_tensors_for_backward():
     """The border-shell γ|β conv re-gathers its windows in the backward instead of keeping
     the (n, k²·hidden) im2col columns, and scatters with index_put (index_copy's autograd
     keeps its (n, 2C) source): its floating-point activations are the look-up route's
     (which keeps the hidden map for the dense conv); before, 3.2× here. Only the
     integer window indices, shared by every layer of a resolution, come on top."""
+    from spgnet.bench import autograd_saved_mb
+
     ours, _ = make_generator_pair(tiny_config(spade_hidden=16))
     args = generator_inputs((96, 64), torch.float32)
     saved = {}
     for route in ("lookup", "shell"):
         ours.ace_route = route
-        saved[route] = saved_float_bytes(lambda: ours(*args).sum(), exclude=list(ours.parameters()))
+        saved[route] = autograd_saved_mb(lambda: ours(*args).sum(), exclude=list(ours.parameters()),
+                                         floating_only=True)
     assert saved["shell"] <= 1.01 * saved["lookup"], saved

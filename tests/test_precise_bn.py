@@ -123,9 +123,8 @@ def test_after_training_eval_mode_reproduces_batch_statistics_on_the_calibration
         assert torch.equal(torch.get_rng_state(), rng)
         now = trainer.net.state_dict()
         assert [k for k, v in others.items() if not torch.equal(now[k], v)] == []  # spectral norm's u, v too
-        t = trainer.cfg.train
-        order = torch.randperm(len(trainer.train_set), generator=torch.Generator().manual_seed(t.seed + 7919))
-        samples = [trainer.train_set[int(i)] for i in order[: t.batch_size]]
+        samples = [trainer.train_set[i] for i in trainer.calibration_indices()]  # one batch
+        assert len(samples) == trainer.cfg.train.batch_size
         b = trainer._batch(torch.utils.data.default_collate(samples))
         net = trainer.net
 

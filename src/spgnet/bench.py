@@ -163,16 +163,16 @@ def _peak_mb(device: torch.device) -> float | None:
     return None
 
 
-def autograd_saved_mb(fn, exclude=()) -> float:
+def autograd_saved_mb(fn, exclude=(), floating_only: bool = False) -> float:
     """MB of distinct tensor storages autograd saves for backward while ``fn`` runs, not
     counting the storages of ``exclude`` (parameters): the activation memory of a training
-    step, the same on any device."""
+    step, the same on any device. ``floating_only``: leave out integer (index) tensors."""
     skip = {p.untyped_storage().data_ptr() for p in exclude}
     seen: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in skip:
+        if storage.data_ptr() not in skip and (t.is_floating_point() or not floating_only):
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 

@@ -14,10 +14,10 @@ in BatchNorm*, 2021; the averaging of torch's ``swa_utils.update_bn``). It chang
 parameter, no other buffer (only the BatchNorm layers run in training mode: spectral
 norm's power iteration stays put) and, run inside :func:`torch.random.fork_rng`, no RNG
 stream, so a resumed run still ends bit-identical to an uninterrupted one. Under DDP
-each rank averages over
-its own shard and the ranks' statistics are then combined exactly (equal shard sizes:
-mean of the means; variance from the mean of ``var + mean²``), so every replica ends
-with the same buffers; SyncBatchNorm layers already see the global batch.
+each rank averages over its own shard and the ranks' statistics are then combined
+exactly (equal shard sizes: mean of the means; variance from the mean of
+``var + mean²``), so every replica ends with the same buffers; SyncBatchNorm layers
+already see the global batch.
 """
 
 from __future__ import annotations

@@ -404,10 +404,10 @@ class Trainer:
                 if t.val_every and self.epoch % t.val_every == 0:
                     last_val = self.validate()
                 self.save("last")
-        if t.precise_bn_batches and self._bn_step != self.step:
+        recalibrated = bool(t.precise_bn_batches) and self._bn_step != self.step
+        if recalibrated:
             self.recompute_bn_stats()
-            done = True
-        if done:
+        if done or recalibrated:
             self.save("last")
         if t.debug_rank_digest:
             self.write_rank_digest()
@@ -441,7 +441,7 @@ class Trainer:
         self.recompute_bn_stats()
         n = len(self.val_set) if not t.val_pairs else min(t.val_pairs, len(self.val_set))
         indices = list(range(self.dist.rank, n, self.dist.world_size))
-        stage2 = self.stage2_trains() or t.scheme != "sequential"
+        stage2 = self.stage2_trains()
         keys = ("ce", "l1", "miou", "psnr", "ssim") if stage2 else ("ce", "miou")  # evaluate_batches' names
         metrics: dict = {}
         if indices:
@@ -477,12 +477,8 @@ class Trainer:
         t = self.cfg.train
         if t.precise_bn_batches <= 0:
             return
-        world = self.dist.world_size
-        per_rank = min(t.precise_bn_batches * t.batch_size, len(self.train_set) // world)
-        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(t.seed + 7919))
-        indices = order[: per_rank * world][self.dist.rank::world].tolist()
-        loader = self._loader(torch.utils.data.Subset(self.train_set, indices))
-        stage2 = self.stage2_trains() or t.scheme != "sequential"
+        loader = self._loader(torch.utils.data.Subset(self.train_set, self.calibration_indices()))
+        stage2 = self.stage2_trains()
 
         def forward(batch: dict) -> None:
             b = self._batch(batch)
@@ -497,6 +493,14 @@ class Trainer:
         recompute_bn_stats(modules, forward, loader, dist=self.dist,
                            devices=[self.device] if self.device.type == "cuda" else None)
         self._bn_step = self.step
+
+    def calibration_indices(self) -> list[int]:
+        """This rank's training samples for :meth:`recompute_bn_stats`: a fixed random choice
+        of ``precise_bn_batches`` batches per rank (all ranks the same number)."""
+        t, world = self.cfg.train, self.dist.world_size
+        per_rank = min(t.precise_bn_batches * t.batch_size, len(self.train_set) // world)
+        order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(t.seed + 7919))
+        return order[: per_rank * world][self.dist.rank::world].tolist()
 
     def write_rank_digest(self) -> Path:
         """``run_dir/rank<R>_digest.json`` (every rank): a SHA-256 per parameter and per
