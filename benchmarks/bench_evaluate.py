@@ -37,8 +37,8 @@ def main() -> None:
 
     from spgnet.config import DatasetConfig
     from spgnet.data.synth import write_synthetic_dataset
-    from spgnet.evaluate import EvalOptions, evaluate_directory
-    from spgnet.metrics.inception import build_inception
+    from spgnet.evaluation.directory import EvalOptions, evaluate_directory
+    from spgnet.evaluation.metrics.inception import build_inception
 
     h, w = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory() as tmp:

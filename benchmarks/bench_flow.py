@@ -1,6 +1,6 @@
 """Part-affine flow: milliseconds per batch, and its accuracy against synthetic ground truth.
 
-Writes a synthetic set (DESIGN §5, with GT flow + visibility) to a temporary folder
+Writes a synthetic set (docs/design.md §5, with GT flow + visibility) to a temporary folder
 unless --root is given, loads it through PairDataset, then reports
 
 * ms per ``part_affine_flow`` call on a batch (default 8 pairs at 256x176; median of

@@ -1,8 +1,8 @@
 """Generator benchmarks: our SPGNetGenerator against the straightforward reference
-implementation (``reference_generator.py`` in this folder) with the same weights.
+implementation (:mod:`spgnet.models.reference`) with the same weights.
 
-Same options as ``spgnet bench`` (see ``src/spgnet/bench.py``); tables go to stdout and,
-with ``--markdown`` / ``--json``, to files. ``--target`` runs the issue-7 CPU target
+Same options as ``spgnet bench`` (see ``src/spgnet/apps/bench.py``); tables go to stdout and,
+with ``--markdown`` / ``--json``, to files. ``--target`` runs the CPU target
 check: official-deepfashion preset (18 pose channels) at 256x256, batch 2, fp32, FLOPs
 per forward and G forward+backward time of the reference and of each restructuring step
 (``--ablation``).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def main() -> int:
@@ -28,8 +27,6 @@ def main() -> int:
                    help="CPU target check: official-deepfashion@256x256, batch 2, fp32, GFLOP and G "
                         "forward+backward of the reference and of each restructuring step (--ablation)")
     args = p.parse_args()
-    if args.reference is None:
-        args.reference = str(Path(__file__).with_name("reference_generator.py"))
     if args.target:
         args.settings, args.batch, args.impl, args.ablation = "official-deepfashion@256x256", "2", "ours,reference", True
     try:

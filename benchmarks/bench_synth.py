@@ -34,9 +34,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=30, help="runs of each stage for the breakdown")
     args = p.parse_args()
 
-    from spgnet.commands.synth import parse_size
+    from spgnet.utils.io import encode_png
+    from spgnet.utils.parse import parse_size
     from spgnet.data.corr import encode_corr
-    from spgnet.data.synth import _png, ground_truth_flow, render_person, sample_identity, sample_pose, \
+    from spgnet.data.synth import ground_truth_flow, render_person, sample_identity, sample_pose, \
         write_synthetic_dataset
 
     size = parse_size(args.size)
@@ -52,7 +53,7 @@ def main() -> None:
     flow, vis = ground_truth_flow(a, b)
     print(f"render_person:     {median_ms(lambda: render_person(ident, poses[0], size), args.runs):6.2f} ms")
     print(f"ground_truth_flow: {median_ms(lambda: ground_truth_flow(a, b), args.runs):6.2f} ms")
-    print(f"PNG image+parsing: {median_ms(lambda: (_png(a['image']), _png(a['parsing'])), args.runs):6.2f} ms")
+    print(f"PNG image+parsing: {median_ms(lambda: (encode_png(a['image'], 1), encode_png(a['parsing'], 1)), args.runs):6.2f} ms")
     print(f"encode .corr:      {median_ms(lambda: encode_corr(flow, vis), args.runs):6.2f} ms")
 
 

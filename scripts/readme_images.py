@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from skimage import data
 
-from spgnet.checkpoint import read_checkpoint_config
+from spgnet.utils.checkpoint import read_checkpoint_config
 from spgnet.cli import main
 from spgnet.data.synth import write_synthetic_dataset
 from spgnet.pose import read_annotation_csv, write_openpose_json

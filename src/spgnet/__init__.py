@@ -2,7 +2,7 @@
 
 Stage 1 (SPATN) predicts the target semantic parsing map from the source parsing and
 the two poses; stage 2 generates the person in the new pose with per-region styles
-injected by SEAN region-adaptive normalization. See DESIGN (docs/architecture.md).
+injected by SEAN region-adaptive normalization. See docs/architecture.md and docs/design.md.
 """
 
 __version__ = "0.1.0"

@@ -16,13 +16,13 @@ from spgnet import SPGNetError, __version__
 
 # verb -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("spgnet.commands.synth", "write a synthetic people dataset (DESIGN §5 layout)"),
+    "synth": ("spgnet.commands.synth", "write a synthetic people dataset (docs/design.md §5 layout)"),
     "check": ("spgnet.commands.check", "validate a dataset and report every problem at once"),
     "sheet": ("spgnet.commands.sheet", "write a PNG contact sheet of pairs with parsing and skeletons"),
     "import-official": ("spgnet.commands.import_official", "convert the official SPGNet release layout to ours"),
     "train": ("spgnet.commands.train", "train both stages (torchrun for several GPUs)"),
     "generate": ("spgnet.commands.generate", "generate every pair of a split from a checkpoint"),
-    "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (DESIGN §10)"),
+    "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (docs/design.md §10)"),
     "info": ("spgnet.commands.info", "parameters per module and GFLOPs per forward for a config"),
     "demo": ("spgnet.commands.demo", "the end-to-end demo on synthetic people"),
     "bench": ("spgnet.commands.bench", "speed, FLOPs and memory: our generator vs the straightforward reference"),

@@ -2,11 +2,19 @@
 
 The resolved config is written into every run directory and checkpoint so that
 ``generate``, ``evaluate`` and ``transfer`` can rebuild everything from it alone.
+
+Every value is checked when its dataclass is built (``__post_init__``), so a whole
+config is validated when it is loaded: a bad value raises :class:`~spgnet.SPGNetError`
+(:class:`ConfigValueError`) with one line naming the full dotted key, the value and
+what is allowed (``train.scheme: 'paralel' is not one of parallel, sequential, joint``).
+The allowed values are the public constants below (:data:`POSE_KINDS`, :data:`SCHEMES`,
+...), which the modules that consume them import. No torch import here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -15,27 +23,77 @@ from typing import Any
 import yaml
 
 from spgnet import SPGNetError
-from spgnet.models.config import ModelConfig
-from spgnet.losses import LossWeights
+from spgnet.models.config import (ConfigValueError, ModelConfig, check, check_bool, check_choice, check_int,
+                                  check_list, check_number, check_str)
+
+# The allowed values of the config's choice keys.
+POSE_KINDS: tuple[str, ...] = ("heatmap+distance", "disk")  # data.pose.kind
+POSE_CHANNELS: dict[str, int] = {"heatmap+distance": 30, "disk": 18}  # 18 heat maps + 12 limb distance maps | 18 disks
+SCHEMES: tuple[str, ...] = ("parallel", "sequential", "joint")  # train.scheme
+AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")  # train.amp
+FLOW_KINDS: tuple[str, ...] = ("part-affine", "file", "none")  # train.flow
+GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge")  # train.gan_mode
+# train.device: what training.distributed.resolve_device is given ("cuda" = this rank's GPU).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# The YAML configs shipped with the package (package data: present in wheels too).
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass
+class LossWeights:
+    """λ of the loss terms (docs/design.md §9; official ``pose_transfer_options.py``).
+
+    ``adversarial_start_epoch`` counts epochs from 1 as the official loop does
+    (``epoch_add_gan=6``: epochs 1–5 train without the GAN term, so the discriminator
+    first trains in the 6th epoch); :meth:`adversarial_enabled` takes a 0-based epoch
+    index. ``discriminator`` scales the discriminator loss before its backward (the
+    official code multiplies ``loss_D`` by ``loss_weight_gan`` as well).
+    """
+
+    l1: float = 1.0
+    perceptual: float = 1.0
+    adversarial: float = 0.01
+    adversarial_start_epoch: int = 6
+    discriminator: float = 0.01
+    ce: float = 10.0
+
+    def __post_init__(self) -> None:
+        s = "train.losses"
+        for name in ("l1", "perceptual", "adversarial", "discriminator", "ce"):
+            setattr(self, name, check_number(getattr(self, name), f"{s}.{name}", ge=0))
+        self.adversarial_start_epoch = check_int(self.adversarial_start_epoch, f"{s}.adversarial_start_epoch",
+                                                 minimum=1)
+
+    def adversarial_enabled(self, epoch_index: int) -> bool:
+        """Whether the GAN terms are on during the epoch with 0-based index ``epoch_index``."""
+        return self.adversarial > 0 and epoch_index + 1 >= self.adversarial_start_epoch
 
 
 @dataclass
 class PoseConfig:
-    """Pose representation (DESIGN §3)."""
+    """Pose representation (docs/design.md §3)."""
 
     kind: str = "heatmap+distance"  # "heatmap+distance" (30 ch, paper) | "disk" (18 ch, official preset)
     sigma: float = 6.0  # Gaussian heat-map sigma in pixels (PATN)
     kappa: float = -0.1  # distance-map decay, M = exp(kappa * distance)
     disk_radius: float = 8.0  # binary disk radius in pixels (official: 8 at 256 px, 4 for Market)
 
+    def __post_init__(self) -> None:
+        s = "data.pose"
+        check_choice(self.kind, f"{s}.kind", POSE_KINDS)
+        self.sigma = check_number(self.sigma, f"{s}.sigma", gt=0)
+        self.kappa = check_number(self.kappa, f"{s}.kappa", lt=0)
+        self.disk_radius = check_number(self.disk_radius, f"{s}.disk_radius", ge=0)
+
     @property
     def channels(self) -> int:
-        return 30 if self.kind == "heatmap+distance" else 18
+        return POSE_CHANNELS[self.kind]
 
 
 @dataclass
 class DatasetConfig:
-    """Where a dataset's files are (DESIGN §4) and how samples are sized.
+    """Where a dataset's files are (docs/design.md §4) and how samples are sized.
 
     Every path is relative to ``root``; ``{split}`` in a pattern is replaced by the
     split name (``train`` / ``test``), so DeepFashion's ``fasion-resize-pairs-{split}.csv``
@@ -63,13 +121,28 @@ class DatasetConfig:
     onehot_in_loader: bool = False
     pose: PoseConfig = field(default_factory=PoseConfig)
 
+    def __post_init__(self) -> None:
+        s = "data"
+        for name in ("root", "image_dir", "annotation_file", "pairs_file", "parsing_dir", "flow_dir"):
+            check_str(getattr(self, name), f"{s}.{name}")
+        self.load_size = _size(self.load_size, f"{s}.load_size")
+        self.image_size = _size(self.image_size, f"{s}.image_size", optional=True)
+        crop = check_list(self.crop, f"{s}.crop", 4, "[top, left, height, width] (top, left >= 0; height, width >= 1)",
+                          optional=True)
+        if crop is not None:
+            crop = [check_int(v, f"{s}.crop[{i}]", minimum=0 if i < 2 else 1) for i, v in enumerate(crop)]
+        self.crop = crop
+        for name in ("use_flow", "hflip", "pose_in_loader", "onehot_in_loader"):
+            check_bool(getattr(self, name), f"{s}.{name}")
+        check(isinstance(self.pose, PoseConfig), f"{s}.pose", f"expected a mapping, got {self.pose!r}")
+
     def path(self, key: str, split: str) -> Path:
         return Path(self.root) / getattr(self, key).format(split=split)
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation and the training engine (DESIGN §1, §9, §13)."""
+    """Optimisation and the training engine (docs/design.md §1, §9, §13)."""
 
     # "parallel" = S1‖S2 (paper's best: stages train together, stage 2 sees the GT target
     # parsing), "sequential" = S1▷S2 (stage 1 first, frozen, stage 2 on its predictions),
@@ -107,11 +180,45 @@ class TrainConfig:
     # of stage 1 and the generator to their average over this many training batches with
     # the current weights ("precise BN", training/precise_bn.py); 0: keep the moving averages
     precise_bn_batches: int = 50
+    # exponential moving average of the stage-1 and generator weights (training/ema.py):
+    # after every optimizer step ema = ema_decay * ema + (1 - ema_decay) * weights; when on,
+    # validation scores the averaged weights, checkpoints store them (ema-*.safetensors) and
+    # generate/transfer use them. 0: off (typical: 0.999)
+    ema_decay: float = 0.0
     # write run_dir/rank<R>_digest.json at the end: a hash of every parameter and buffer
     # and the samples each rank trained on (tests: DDP replicas identical, shards disjoint)
     debug_rank_digest: bool = False
     out_dir: str = "runs"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+    def __post_init__(self) -> None:
+        s = "train"
+        check_choice(self.scheme, f"{s}.scheme", SCHEMES)
+        check_choice(self.amp, f"{s}.amp", AMP_MODES)
+        check_choice(self.flow, f"{s}.flow", FLOW_KINDS)
+        check_choice(self.gan_mode, f"{s}.gan_mode", GAN_MODES)
+        check(isinstance(self.device, str) and _DEVICE.fullmatch(self.device) is not None, f"{s}.device",
+              f"{self.device!r} is not one of {', '.join(DEVICES)}")
+        for name in ("epochs", "batch_size", "log_every", "max_nonfinite"):
+            check_int(getattr(self, name), f"{s}.{name}", minimum=1)
+        # 0 is meaningful here: val_every/image_every/save_every/precise_bn_batches 0 = off,
+        # max_steps 0 = no step limit, val_pairs 0 = all pairs, workers 0 = load in the main process
+        for name in ("stage1_epochs", "max_steps", "workers", "plateau_patience", "val_every", "val_pairs",
+                     "image_every", "save_every", "precise_bn_batches", "seed"):
+            check_int(getattr(self, name), f"{s}.{name}", minimum=0)
+        for name in ("lr_g", "lr_d", "lr_stage1"):
+            setattr(self, name, check_number(getattr(self, name), f"{s}.{name}", gt=0))
+        self.min_lr = check_number(self.min_lr, f"{s}.min_lr", ge=0)
+        self.plateau_factor = check_number(self.plateau_factor, f"{s}.plateau_factor", gt=0, lt=1)
+        self.grad_clip = check_number(self.grad_clip, f"{s}.grad_clip", ge=0)
+        self.ema_decay = check_number(self.ema_decay, f"{s}.ema_decay", ge=0, lt=1)
+        betas = check_list(self.betas, f"{s}.betas", 2, "[beta1, beta2], two numbers in [0, 1)")
+        self.betas = [check_number(v, f"{s}.betas[{i}]", ge=0, lt=1) for i, v in enumerate(betas)]
+        for name in ("channels_last", "deterministic", "sync_bn", "debug_rank_digest"):
+            check_bool(getattr(self, name), f"{s}.{name}")
+        check_str(self.vgg_weights, f"{s}.vgg_weights", optional=True)
+        check_str(self.out_dir, f"{s}.out_dir")
+        check(isinstance(self.losses, LossWeights), f"{s}.losses", f"expected a mapping, got {self.losses!r}")
 
 
 @dataclass
@@ -122,6 +229,26 @@ class Config:
     data: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_str(self.name, "name")
+        for key, cls in (("data", DatasetConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            check(isinstance(getattr(self, key), cls), key, f"expected a mapping, got {getattr(self, key)!r}")
+        # The networks' pose inputs must have as many channels as data.pose.kind makes.
+        kind, channels = self.data.pose.kind, self.data.pose.channels
+        for key, value in (("model.generator.pose_channels", self.model.generator.pose_channels),
+                           ("model.spatn.pose_channels", self.model.spatn.pose_channels)):
+            if value != channels:
+                fits = [k for k, c in POSE_CHANNELS.items() if c == value]
+                fix = (f"set model.generator.pose_channels={channels} and model.spatn.pose_channels={channels}"
+                       + (f", or data.pose.kind={fits[0]}" if fits else ""))
+                raise ConfigValueError(f"{key} is {value} but data.pose.kind={kind!r} gives {channels} channels; {fix}")
+
+
+def _size(value: Any, key: str, optional: bool = False) -> list[int] | None:
+    """``[height, width]``, two positive integers (None when optional)."""
+    size = check_list(value, key, 2, "[height, width], two positive integers", optional=optional)
+    return None if size is None else [check_int(v, f"{key}[{i}]", minimum=1) for i, v in enumerate(size)]
 
 
 def _from_dict(cls, data: dict[str, Any], where: str):
@@ -163,13 +290,51 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
-    return _from_dict(Config, raw, where)
+    """The validated :class:`Config` of a raw dict. ``where`` (a file, a checkpoint)
+    prefixes the error messages: unknown keys are named as ``where.section``, a bad
+    value as ``where: train.scheme: ...`` (just ``train.scheme: ...`` for the default)."""
+    try:
+        return _from_dict(Config, raw, where)
+    except ConfigValueError as exc:
+        if where == "config":
+            raise
+        raise ConfigValueError(f"{where}: {exc}") from None
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``spgnet/configs/<name>.yaml``)."""
+    return sorted(p.stem for p in PACKAGED_CONFIG_DIR.glob("*.yaml"))
+
+
+def packaged_config(name: str) -> Path:
+    """The file of the packaged config ``name`` (``deepfashion`` or ``deepfashion.yaml``)."""
+    stem = Path(name).name.removesuffix(".yaml")
+    path = PACKAGED_CONFIG_DIR / f"{stem}.yaml"
+    if not path.is_file():
+        raise SPGNetError(f"config {name!r}: no such packaged config (choose from {', '.join(packaged_configs())})")
+    return path
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` when it exists; else the packaged config it names: a bare name
+    (``deepfashion``, ``market.yaml``) or ``configs/<name>.yaml`` as the README writes it,
+    so the same command works in a checkout and with an installed package anywhere."""
+    path = Path(path)
+    if path.exists():
+        return path
+    if path.parent in (Path("."), Path("configs")) and path.suffix in ("", ".yaml"):
+        candidate = PACKAGED_CONFIG_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides.
+    ``path`` may name a packaged config (:func:`resolve_config_path`)."""
     raw: dict[str, Any] = {}
     if path is not None:
+        path = resolve_config_path(path)
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except FileNotFoundError:
@@ -189,6 +354,9 @@ def dump_config(cfg) -> str:
 
 
 __all__ = [
-    "PoseConfig", "DatasetConfig", "TrainConfig", "Config", "load_config", "apply_overrides",
+    "POSE_KINDS", "POSE_CHANNELS", "SCHEMES", "AMP_MODES", "FLOW_KINDS", "GAN_MODES", "DEVICES",
+    "PACKAGED_CONFIG_DIR", "packaged_config", "packaged_configs", "resolve_config_path",
+    "ConfigValueError", "LossWeights", "PoseConfig", "DatasetConfig", "TrainConfig", "Config", "load_config",
+    "apply_overrides",
     "config_from_dict", "config_to_dict", "dump_config", "dataclasses",
 ]

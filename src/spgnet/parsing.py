@@ -85,13 +85,6 @@ def colorize(labels: torch.Tensor | np.ndarray) -> np.ndarray:
     return CIHP_PALETTE[np.clip(arr.astype(np.int64), 0, NUM_CLASSES - 1)]
 
 
-def save_colorized(labels: torch.Tensor | np.ndarray, path) -> None:
-    """Write a colourised parsing map as an RGB PNG (atomically)."""
-    from spgnet.io import save_image
-
-    save_image(colorize(labels), path)
-
-
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """``(C, C)`` int64 counts, rows = target class, columns = predicted class."""
     pred = torch.as_tensor(pred).reshape(-1).long()
@@ -117,7 +110,7 @@ def miou(pred: torch.Tensor, target: torch.Tensor, num_classes: int = NUM_CLASSE
     """Mean intersection-over-union over the classes present in pred or target.
 
     Accumulates one confusion matrix over the whole batch (the standard dataset-level
-    mIoU when called on all pairs at once; ``spgnet.metrics.parsing_miou`` accumulates
+    mIoU when called on all pairs at once; ``spgnet.evaluation.metrics.parsing_miou`` accumulates
     it batch by batch).
     """
     return miou_from_confusion(confusion_matrix(pred, target, num_classes))

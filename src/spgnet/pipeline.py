@@ -9,7 +9,6 @@ and the demo report. Training schemes live in :mod:`spgnet.training.trainer`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import torch
 import torch.nn as nn
@@ -18,22 +17,10 @@ from spgnet.config import Config
 from spgnet.parsing import one_hot
 
 
-def check_config(cfg: Config) -> None:
-    """The model sections must agree with the data's pose representation."""
-    from spgnet import SPGNetError
-
-    c = cfg.data.pose.channels
-    for key, value in (("model.generator.pose_channels", cfg.model.generator.pose_channels),
-                       ("model.spatn.pose_channels", cfg.model.spatn.pose_channels)):
-        if value != c:
-            raise SPGNetError(f"{key} is {value} but data.pose.kind={cfg.data.pose.kind!r} gives {c} channels")
-
-
 def build_stage1(cfg: Config) -> nn.Module:
     from spgnet.models.spatn import SPATN
 
-    s = cfg.model.spatn
-    return SPATN(**dataclasses.asdict(s))  # the config's fields are SPATN's keyword arguments
+    return SPATN(cfg.model.spatn)
 
 
 def build_generator(cfg: Config) -> nn.Module:
@@ -45,8 +32,7 @@ def build_generator(cfg: Config) -> nn.Module:
 def build_discriminator(cfg: Config) -> nn.Module:
     from spgnet.models.discriminator import NLayerDiscriminator
 
-    d = cfg.model.discriminator
-    return NLayerDiscriminator(in_channels=3 + 3 + cfg.data.pose.channels, **dataclasses.asdict(d))
+    return NLayerDiscriminator(cfg.model.discriminator, in_channels=3 + 3 + cfg.data.pose.channels)
 
 
 class SPGNet(nn.Module):
@@ -56,7 +42,6 @@ class SPGNet(nn.Module):
         super().__init__()
         from spgnet.flow import make_flow_provider
 
-        check_config(cfg)
         self.cfg = cfg
         self.stage1 = build_stage1(cfg)
         self.generator = build_generator(cfg)
@@ -92,41 +77,30 @@ class SPGNet(nn.Module):
         return out
 
 
-def evaluate_batches(net: SPGNet, batches, stage2: bool = True, autocast=None) -> dict[str, float]:
-    """Validation numbers over ``batches`` with the project's one metric code path
-    (:class:`spgnet.evaluate.BatchEvaluator`): l1, ssim, psnr (when ``stage2``),
-    stage-1 ``miou`` and cross-entropy ``ce``."""
-    import torch.nn.functional as F
-
-    from spgnet.evaluate import BatchEvaluator
-
-    names = ("ssim", "psnr", "l1", "parsing_miou") if stage2 else ("parsing_miou",)
-    evaluator = None
-    ce_sum, n = 0.0, 0
-    for b in batches:
-        out = net.infer(b, autocast=autocast, stage2=stage2)
-        if evaluator is None:
-            evaluator = BatchEvaluator(metrics=names, device=b["src_image"].device)
-        evaluator.update(out.get("image"), b["tgt_image"], pred_parsing=out["parsing"], target_parsing=b["tgt_parsing"])
-        ce_sum += float(F.cross_entropy(out["logits"], b["tgt_parsing"], reduction="sum")) / b["tgt_parsing"][0].numel()
-        n += b["tgt_parsing"].shape[0]
-    result = evaluator.compute() if evaluator is not None else {}
-    result["ce"] = ce_sum / max(n, 1)
-    if "parsing_miou" in result:
-        result["miou"] = result.pop("parsing_miou")
-    return result
-
-
-def load_pipeline(checkpoint, device: str | torch.device = "cpu", overrides: list[str] | None = None) -> SPGNet:
+def load_pipeline(checkpoint, device: str | torch.device = "cpu", overrides: list[str] | None = None,
+                  ema: bool | None = None) -> SPGNet:
     """Rebuild :class:`SPGNet` from a checkpoint alone (its embedded config) and load
     stage 1 and the generator; eval mode. ``overrides`` (``key=value``) adjust the
-    saved config, e.g. ``data.root=...`` for another dataset location."""
-    from spgnet.checkpoint import load_checkpoint, read_checkpoint_config
+    saved config, e.g. ``data.root=...`` for another dataset location.
+
+    ``ema``: which weights. ``None`` (default): the EMA weights when the checkpoint has
+    them for both stage 1 and the generator (trained with ``train.ema_decay`` > 0), the
+    raw ones otherwise; ``True``: the EMA weights, :class:`~spgnet.SPGNetError` if they
+    are missing; ``False``: the raw weights."""
+    from spgnet import SPGNetError
     from spgnet.config import apply_overrides, config_from_dict
+    from spgnet.utils.checkpoint import load_checkpoint, read_checkpoint_config, read_checkpoint_info
 
     raw = read_checkpoint_config(checkpoint)
     cfg = config_from_dict(apply_overrides(raw, overrides or []), f"{checkpoint} config")
+    info = read_checkpoint_info(checkpoint)
+    has_ema = {"stage1", "generator"} <= set(info.get("ema", {}))
+    if ema and not has_ema:
+        raise SPGNetError(f"{info['path']}: no EMA weights of stage 1 and the generator in this checkpoint "
+                          "(trained with train.ema_decay=0); load its raw weights instead")
+    use_ema = has_ema if ema is None else bool(ema)
     net = SPGNet(cfg)
-    load_checkpoint(checkpoint, models={"stage1": net.stage1, "generator": net.generator},
+    modules = {"stage1": net.stage1, "generator": net.generator}
+    load_checkpoint(checkpoint, models={} if use_ema else modules, ema=modules if use_ema else None,
                     restore_rng=False, map_location="cpu")
     return net.to(device).eval()

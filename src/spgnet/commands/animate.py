@@ -1,13 +1,13 @@
 """``spgnet animate --checkpoint K --source PHOTO --poses (DIR|sequence.json) --out OUT.gif``:
 the person of one photo through a pose sequence, as a GIF (or MP4 with imageio-ffmpeg) and
-optionally a strip of the frames side by side. Sequence formats: :mod:`spgnet.transfer`."""
+optionally a strip of the frames side by side. Sequence formats: :mod:`spgnet.photo.transfer`."""
 
 from __future__ import annotations
 
 import argparse
 
 from spgnet.commands.transfer import add_common_arguments, pose_size_arg
-from spgnet.transfer import ANIMATION_OUTPUTS, IMAGE_OUTPUTS
+from spgnet.photo.animation import ANIMATION_OUTPUTS, IMAGE_OUTPUTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,8 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.io import save_image
-    from spgnet.transfer import PoseTransfer, check_animation_output, check_output_suffix, frame_strip, write_animation
+    from spgnet.utils.io import save_image
+    from spgnet.photo.animation import check_animation_output, check_output_suffix, frame_strip, write_animation
+    from spgnet.photo.transfer import PoseTransfer
 
     out = check_animation_output(args.out, args.fps)
     strip = check_output_suffix(args.strip, IMAGE_OUTPUTS, "--strip") if args.strip else None

@@ -1,5 +1,5 @@
 """``spgnet bench``: speed, FLOPs and memory of our generator against the straightforward
-reference implementation (see :mod:`spgnet.bench` and docs/performance.md)."""
+reference implementation (see :mod:`spgnet.apps.bench` and docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from spgnet.bench import DEFAULT_SETTINGS, IMPLS, MEASURES, MODES
+    from spgnet.apps.bench import DEFAULT_SETTINGS, IMPLS, MEASURES, MODES
 
     p.add_argument("--settings", default=",".join(DEFAULT_SETTINGS), metavar="PRESET@HxW,...",
                    help=f"model presets and sizes (default {','.join(DEFAULT_SETTINGS)})")
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loader-workers", type=int, default=2, help="data loader workers (default 2; -1 skips the loader)")
     p.add_argument("--loader-samples", type=int, default=64, help="samples timed through the loader (default 64)")
     p.add_argument("--reference", default=None, metavar="PATH",
-                   help="reference_generator.py (default: benchmarks/ of this source checkout)")
+                   help="a Python file defining ReferenceGenerator (default: spgnet.models.reference)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--ablation", action="store_true",
                    help="instead: what each restructuring bought (GFLOP and G forward+backward time per step, "
@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from spgnet import SPGNetError
-    from spgnet.bench import format_markdown, run_bench
-    from spgnet.io import atomic_write_text
+    from spgnet.apps.bench import format_markdown, run_bench
+    from spgnet.utils.io import atomic_write_text
 
     try:
         batches = tuple(int(b) for b in _csv(args.batch))
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
 def _ablation(args: argparse.Namespace, batches: tuple[int, ...]) -> int:
     import json
 
-    from spgnet.bench import format_ablation, parse_setting, route_ablation
-    from spgnet.io import atomic_write_text
+    from spgnet.apps.bench import format_ablation, parse_setting, route_ablation
+    from spgnet.utils.io import atomic_write_text
 
     tables, results = [], {}
     for setting in _csv(args.settings):

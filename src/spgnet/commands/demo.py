@@ -8,7 +8,7 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--config", default=None, help="config (default: configs/synthetic-small.yaml)")
+    p.add_argument("--config", default=None, help="config file or packaged config name (default: synthetic-small)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value (repeatable)")
     p.add_argument("--pairs", type=int, default=None, help="training pairs to synthesise (default: 400)")
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.demo import run_demo
+    from spgnet.apps.demo import run_demo
 
     run_demo(args.out, args.config, args.overrides, args.pairs, args.test_pairs, args.seed)
     return 0

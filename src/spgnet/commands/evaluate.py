@@ -1,5 +1,5 @@
 """``spgnet evaluate --generated DIR --dataset CONFIG --split test``: score generated
-images against a dataset split (DESIGN §10; docs/evaluation.md).
+images against a dataset split (docs/design.md §10; docs/evaluation.md).
 
 Writes ``metrics.json``, ``metrics.md``, ``per_image.csv`` and ``report.html`` to
 ``--out`` (default ``DIR/eval``). Exit status: 0 every requested metric computed,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spgnet.evaluate import ALL_METRICS, IMAGE_FORMATS, RESIZE_METHODS
+from spgnet.evaluation.directory import ALL_METRICS, IMAGE_FORMATS, RESIZE_METHODS
 
 
 def _metrics_list(text: str) -> tuple[str, ...]:
@@ -76,8 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.evaluate import EvalOptions, evaluate_directory, load_dataset_config
-    from spgnet.evaluate_report import markdown
+    from spgnet.evaluation.directory import EvalOptions, evaluate_directory, load_dataset_config
+    from spgnet.evaluation.report import markdown
 
     data = load_dataset_config(args.dataset, args.set, args.root)
     options = EvalOptions(

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.generate import generate_split
+    from spgnet.apps.generate import generate_split
 
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
     n = generate_split(args.checkpoint, args.split, args.out, overrides=overrides, batch_size=args.batch_size,

@@ -1,5 +1,5 @@
 """``spgnet import-official SRC --out ROOT``: convert the official SPGNet release layout
-(``label/split.json``, ``label/pose_label.pkl``, ``seg/``, ``img/``) to ours (DESIGN §4).
+(``label/split.json``, ``label/pose_label.pkl``, ``seg/``, ``img/``) to ours (docs/design.md §4).
 
 ``pose_label.pkl`` is a pickle: it is read with a restricted unpickler (numpy arrays and
 builtin containers only), but only point this at files you trust.
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spgnet import SPGNetError
-    from spgnet.commands.synth import parse_size
+    from spgnet.utils.parse import parse_size
     from spgnet.data.official import import_official
 
     size = parse_size(args.size) if args.size else None

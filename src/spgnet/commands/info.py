@@ -13,9 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.commands.synth import parse_size
+    from spgnet.utils.parse import parse_size
     from spgnet.config import load_config
-    from spgnet.info import format_table, model_table
+    from spgnet.apps.info import format_table, model_table
 
     cfg = load_config(args.config, args.overrides)
     size = parse_size(args.size) if args.size else tuple(cfg.data.load_size)

@@ -1,7 +1,7 @@
-"""``spgnet prepare``: a folder of your own photos -> a dataset in the DESIGN §4 layout (DESIGN §11).
+"""``spgnet prepare``: a folder of your own photos -> a dataset in the docs/design.md §4 layout (docs/design.md §11).
 
 Keypoints and a person mask from mediapipe (offline), a coarse parsing from them; see
-:mod:`spgnet.prepare` for the geometry, the names and the pairs.
+:mod:`spgnet.photo.prepare` for the geometry, the names and the pairs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from spgnet import SPGNetError
-from spgnet.prepare import PAIR_MODES, REPORT_NAME, SPLIT_CHOICES
+from spgnet.photo.prepare import PAIR_MODES, REPORT_NAME, SPLIT_CHOICES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.commands.synth import parse_size
-    from spgnet.prepare import prepare_photos
+    from spgnet.utils.parse import parse_size
+    from spgnet.photo.prepare import prepare_photos
 
     size = parse_size(args.size)
     if not 0.0 <= args.visibility <= 1.0:

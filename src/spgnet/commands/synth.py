@@ -1,22 +1,11 @@
-"""``spgnet synth``: write a synthetic people dataset (DESIGN §5) in the DESIGN §4 layout."""
+"""``spgnet synth``: write a synthetic people dataset (docs/design.md §5) in the docs/design.md §4 layout."""
 
 from __future__ import annotations
 
 import argparse
-import re
 
 from spgnet import SPGNetError
-
-
-def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
-    """``'256x176'`` -> ``(256, 176)`` (height x width); SPGNetError on anything else."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(text))
-    if not m:
-        raise SPGNetError(f"{what} {text!r}: expected HEIGHTxWIDTH, e.g. 256x176")
-    h, w = int(m.group(1)), int(m.group(2))
-    if not (16 <= h <= 4096 and 16 <= w <= 4096):
-        raise SPGNetError(f"{what} {text!r}: height and width must lie in [16, 4096]")
-    return h, w
+from spgnet.utils.parse import parse_size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

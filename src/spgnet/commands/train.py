@@ -30,7 +30,7 @@ def resolve_config(args: argparse.Namespace):
     from pathlib import Path
 
     from spgnet import SPGNetError
-    from spgnet.checkpoint import read_checkpoint_config
+    from spgnet.utils.checkpoint import read_checkpoint_config
     from spgnet.config import apply_overrides, config_from_dict, load_config
 
     if args.resume is True and args.run_dir is None:
@@ -46,7 +46,7 @@ def resolve_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from spgnet import SPGNetError
-    from spgnet.losses import NonFiniteLossError
+    from spgnet.training.losses import NonFiniteLossError
     from spgnet.training.distributed import shutdown
     from spgnet.training.trainer import Trainer
 

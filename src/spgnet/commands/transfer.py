@@ -1,12 +1,12 @@
 """``spgnet transfer --checkpoint K --source PHOTO --target-pose (PHOTO|keypoints.json) --out OUT.png``:
 the person of one photo in the pose of another photo or of an OpenPose JSON file, both stages
-of SPGNet from a checkpoint alone (see :mod:`spgnet.transfer` for the geometry and the JSON frame)."""
+of SPGNet from a checkpoint alone (see :mod:`spgnet.photo.transfer` for the geometry and the JSON frame)."""
 
 from __future__ import annotations
 
 import argparse
 
-from spgnet.transfer import IMAGE_OUTPUTS
+from spgnet.photo.animation import IMAGE_OUTPUTS
 
 
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,13 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def pose_size_arg(text: str | None) -> tuple[int, int] | None:
-    from spgnet.commands.synth import parse_size
+    from spgnet.utils.parse import parse_size
 
     return None if text is None else parse_size(text, "--pose-size")
 
 
 def run(args: argparse.Namespace) -> int:
-    from spgnet.transfer import PoseTransfer, check_output_suffix, save_transfer
+    from spgnet.photo.animation import check_output_suffix
+    from spgnet.photo.transfer import PoseTransfer, save_transfer
 
     out = check_output_suffix(args.out, IMAGE_OUTPUTS)
     pose_size = pose_size_arg(args.pose_size)

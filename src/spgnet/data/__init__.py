@@ -1,1 +1,1 @@
-"""Data: the on-disk layout (DESIGN §4), the pair dataset, the validator, synthetic people."""
+"""Data: the on-disk layout (docs/design.md §4), the pair dataset, the validator, synthetic people."""

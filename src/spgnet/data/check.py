@@ -1,4 +1,4 @@
-"""Dataset validator: every problem of a DESIGN §4 dataset at once, with file and line.
+"""Dataset validator: every problem of a docs/design.md §4 dataset at once, with file and line.
 
 Bad data is normal in pose transfer (dead pair references, missing keypoints, images
 of the wrong size, truncated files), so :func:`check_dataset` never stops at the
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from spgnet.config import DatasetConfig
-from spgnet.data.layout import SplitPaths, image_stem, index_image_dir, pair_name, parse_pairs_rows
+from spgnet.data.layout import SplitPaths, image_stem, index_image_dir, parse_pairs_rows
 from spgnet.parsing import NUM_CLASSES
 
 # Problem kinds, in the order a report lists them.

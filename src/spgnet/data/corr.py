@@ -4,7 +4,7 @@ Layout (little-endian): int32 width, int32 height, float32 ``H*W*2`` absolute so
 coordinates ``(x, y)`` for every target pixel (row-major), then uint8 ``H*W``
 visibility (0 visible, 1 invisible in the source, 2 background).
 
-In memory we use the backward *displacement* (DESIGN §2): ``flow (2, H, W)`` with
+In memory we use the backward *displacement* (docs/design.md §2): ``flow (2, H, W)`` with
 ``source = target_pixel + flow``; :func:`read_corr` / :func:`write_corr` convert.
 """
 
@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from spgnet import SPGNetError
-from spgnet.io import atomic_write_bytes
+from spgnet.utils.io import atomic_write_bytes
 
 _HEADER = np.dtype("<i4")
 

@@ -1,4 +1,4 @@
-"""The pair dataset over the PATN/GFLA layout (DESIGN §4) and its loader.
+"""The pair dataset over the PATN/GFLA layout (docs/design.md §4) and its loader.
 
 One sample is a (source, target) pair of the same person, sized to ``cfg.load_size``:
 
@@ -61,7 +61,7 @@ from spgnet.data.layout import (  # noqa: F401  (re-exported: the dataset's name
     IMAGE_SUFFIXES, PAIR_SEPARATOR, SPLITS, SplitPaths, image_stem, index_image_dir, pair_name,
     parse_pairs_rows, read_pairs_csv, write_pairs_csv,
 )
-from spgnet.io import load_label_png
+from spgnet.utils.io import load_label_png
 from spgnet.data.corr import read_corr
 from spgnet.parsing import NUM_CLASSES, flip_labels, one_hot
 from spgnet.pose import flip_keypoints, is_missing, pose_maps_from_config, read_annotation_csv, transform_keypoints
@@ -69,7 +69,7 @@ from spgnet.pose import flip_keypoints, is_missing, pose_maps_from_config, read_
 # --------------------------------------------------------------------------- decoding
 
 
-def _decode_rgb(path: Path) -> torch.Tensor:
+def decode_rgb(path: Path) -> torch.Tensor:
     """Image file -> ``(3, H, W)`` uint8 tensor; SPGNetError naming the file."""
     try:
         with Image.open(path) as im:
@@ -84,7 +84,7 @@ def _decode_rgb(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def _check_crop(crop, height: int, width: int, path: Path) -> None:
+def check_crop(crop, height: int, width: int, path: Path) -> None:
     top, left, h, w = crop
     if top < 0 or left < 0 or h <= 0 or w <= 0 or top + h > height or left + w > width:
         raise SPGNetError(f"{path}: data.crop {list(crop)} does not fit in the {height}x{width} image")
@@ -105,7 +105,7 @@ def _crop_resize_keypoints(kp: np.ndarray, crop, scale_xy: tuple[float, float]) 
     return np.asarray(transform_keypoints(kp, scale_xy, (0.0, 0.0)), dtype=np.float32)
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+def resize_tensor(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     """``(C, H, W)`` -> ``(C, *size)``; a no-op when the size already matches."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -116,7 +116,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
 
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` label map -> ``size`` by nearest at pixel centres (the loader's parsing resize)."""
-    return _resize(torch.from_numpy(np.ascontiguousarray(labels))[None], tuple(size), "nearest")[0].numpy()
+    return resize_tensor(torch.from_numpy(np.ascontiguousarray(labels))[None], tuple(size), "nearest")[0].numpy()
 
 
 def _transform_flow(flow: np.ndarray, vis: np.ndarray, crop, src_hw, size) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +140,7 @@ def _transform_flow(flow: np.ndarray, vis: np.ndarray, crop, src_hw, size) -> tu
         src_h, src_w, tgt_h, tgt_w = h, w, h, w
     if (src_h, src_w) == (tgt_h, tgt_w) == tuple(size):
         return disp.contiguous(), vis_t.contiguous()
-    disp, vis_t = _resize(disp, size, "nearest"), _resize(vis_t, size, "nearest")
+    disp, vis_t = resize_tensor(disp, size, "nearest"), resize_tensor(vis_t, size, "nearest")
     out = torch.empty_like(disp)
     for c, (n_out, n_tgt, n_src) in enumerate(((size[1], tgt_w, src_w), (size[0], tgt_h, src_h))):
         g = torch.arange(n_out, dtype=torch.float32)
@@ -195,11 +195,11 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _load_one(self, name: str):
+    def load_item(self, name: str):
         """One image with keypoints and parsing, cropped and resized; also its disk (H, W)."""
         stem = image_stem(name)
         path = self.paths.image_dir / self._files[stem]
-        image = _decode_rgb(path)
+        image = decode_rgb(path)
         h, w = disk_hw = tuple(image.shape[1:])
         parsing_path = self.paths.parsing(stem)
         labels = load_label_png(parsing_path)
@@ -209,7 +209,7 @@ class PairDataset(Dataset):
             raise SPGNetError(f"{parsing_path}: parsing label {int(labels.max())} is not a CIHP label (0..{NUM_CLASSES - 1})")
         parsing = torch.from_numpy(labels)[None]
         if self.crop is not None:
-            _check_crop(self.crop, h, w, path)
+            check_crop(self.crop, h, w, path)
             top, left, ch, cw = self.crop
             image = image[:, top : top + ch, left : left + cw]
             parsing = parsing[:, top : top + ch, left : left + cw]
@@ -217,15 +217,15 @@ class PairDataset(Dataset):
         scale = (self.size[1] / w, self.size[0] / h)
         kp = _crop_resize_keypoints(self._kp[stem], self.crop, scale)
         # antialiased bilinear weights are positive: the result stays in [0, 255]
-        image = _resize(image.float(), self.size, "bilinear").div_(127.5).sub_(1.0)
-        parsing = _resize(parsing, self.size, "nearest")[0].long()
+        image = resize_tensor(image.float(), self.size, "bilinear").div_(127.5).sub_(1.0)
+        parsing = resize_tensor(parsing, self.size, "nearest")[0].long()
         return image, torch.from_numpy(kp), parsing, disk_hw
 
     def get(self, index: int, flip: bool | None = None) -> dict:
         """Sample ``index``; ``flip`` forces (True/False) or draws (None, when hflip is on) the mirror."""
         a, b = self.pairs[index]
-        src_image, src_kp, src_parsing, src_hw = self._load_one(a)
-        tgt_image, tgt_kp, tgt_parsing, tgt_hw = self._load_one(b)
+        src_image, src_kp, src_parsing, src_hw = self.load_item(a)
+        tgt_image, tgt_kp, tgt_parsing, tgt_hw = self.load_item(b)
         sample: dict = {}
         if self.return_flow:
             flow_path = self.paths.flow(a, b)

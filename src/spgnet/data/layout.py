@@ -1,4 +1,4 @@
-"""The on-disk layout of a dataset (DESIGN §4): names, paths, the pairs CSV.
+"""The on-disk layout of a dataset (docs/design.md §4): names, paths, the pairs CSV.
 
 Shared by the dataset, the validator and the importers; no torch here.
 
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from spgnet import SPGNetError
 from spgnet.config import DatasetConfig
-from spgnet.io import atomic_write_text
+from spgnet.utils.io import atomic_write_text
+from spgnet.utils.parse import raise_first_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 PAIR_SEPARATOR = "___"
@@ -36,7 +37,7 @@ def pair_name(from_name: str, to_name: str) -> str:
 
 @dataclass(frozen=True)
 class SplitPaths:
-    """The files of one split (DESIGN §4), resolved from a :class:`DatasetConfig`."""
+    """The files of one split (docs/design.md §4), resolved from a :class:`DatasetConfig`."""
 
     image_dir: Path
     annotation_file: Path
@@ -115,10 +116,7 @@ def parse_pairs_rows(path: str | os.PathLike) -> tuple[list[tuple[int, str, str]
 def read_pairs_csv(path: str | os.PathLike) -> list[tuple[int, str, str]]:
     """Like :func:`parse_pairs_rows` but raise SPGNetError (file and line) on the first bad row."""
     rows, problems = parse_pairs_rows(path)
-    if problems:
-        line, message = problems[0]
-        more = f" (and {len(problems) - 1} more bad rows)" if len(problems) > 1 else ""
-        raise SPGNetError(f"{path} line {line}: {message}{more}")
+    raise_first_problem(path, problems)
     return rows
 
 

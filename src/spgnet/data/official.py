@@ -1,4 +1,4 @@
-"""Import the official SPGNet release layout (github cszy98/SPGNet) into ours (DESIGN §4).
+"""Import the official SPGNet release layout (github cszy98/SPGNet) into ours (docs/design.md §4).
 
 The official data folders (DeepFashion ``datasets/deepfashion``, Market
 ``datasets/market1501``) hold:
@@ -27,7 +27,6 @@ only point this at files you obtained from a source you trust.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pickle
 import shutil
@@ -41,7 +40,7 @@ from PIL import Image, UnidentifiedImageError
 from spgnet import SPGNetError
 from spgnet.data.dataset import resize_labels
 from spgnet.data.layout import IMAGE_SUFFIXES, index_image_dir, write_pairs_csv
-from spgnet.io import load_label_png, save_image
+from spgnet.utils.io import load_label_png, read_json, save_image
 from spgnet.pose import transform_keypoints, write_annotation_csv
 
 NUM_JOINTS = 18
@@ -119,12 +118,7 @@ def load_pose_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def read_official_split(path: str | os.PathLike) -> dict[str, list[tuple[str, str]]]:
     """Read ``label/split.json`` -> ``{"train": [(from_id, to_id), ...], "test": [...]}``."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SPGNetError(f"{path}: split file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SPGNetError(f"{path}: invalid JSON ({exc})") from None
+    data = read_json(path, "split file")
     if not isinstance(data, dict):
         raise SPGNetError(f"{path}: expected a mapping with 'train' and 'test' pair lists")
     out: dict[str, list[tuple[str, str]]] = {}
@@ -262,7 +256,7 @@ def import_official(
     force: bool = False,
     workers: int = 4,
 ) -> ImportResult:
-    """Convert an official-layout folder ``src`` into the DESIGN §4 layout under ``out``.
+    """Convert an official-layout folder ``src`` into the docs/design.md §4 layout under ``out``.
 
     ``size`` (H, W) resizes everything; otherwise images are copied byte for byte
     (or symlinked with ``link``). Refuses to write into a folder that already has

@@ -1,4 +1,4 @@
-"""Synthetic people (DESIGN §5): a procedural dataset in exactly the DESIGN §4 layout.
+"""Synthetic people (docs/design.md §5): a procedural dataset in exactly the docs/design.md §4 layout.
 
 Procedural clothed 2D figures (``synth_body``: identity, pose, part placement;
 ``synth_render``: per-pixel rendering, CIHP parsing, ground-truth flow) written as::
@@ -22,7 +22,6 @@ whatever the worker count, and the test split does not depend on the train size.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import multiprocessing
@@ -32,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from spgnet import SPGNetError
@@ -41,7 +39,7 @@ from spgnet.data.synth_body import (  # noqa: F401  (public API re-exported here
     PART_ID, PARTS, Body, Identity, Pose, Texture, place_figure, sample_body, sample_identity, sample_pose,
 )
 from spgnet.data.synth_render import ground_truth_flow, render_person, texture  # noqa: F401
-from spgnet.io import atomic_write_text
+from spgnet.utils.io import atomic_write_text, encode_png
 from spgnet.pose import write_annotation_csv
 
 SPLITS = ("train", "test")
@@ -69,9 +67,7 @@ def _plan(n_pairs: int, poses_per_identity: int) -> list[int]:
 
 
 def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return encode_png(array, compress_level=1)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -137,7 +133,7 @@ def _prepare_out(out: Path, force: bool) -> None:
 def write_synthetic_dataset(out: str | os.PathLike, train_pairs: int, test_pairs: int | None = None,
                             size: tuple[int, int] = (256, 176), seed: int = 0, poses_per_identity: int = 3,
                             workers: int = 1, progress: bool = True, force: bool = False) -> dict:
-    """Write a synthetic dataset in the DESIGN §4 layout under ``out``; return a summary dict.
+    """Write a synthetic dataset in the docs/design.md §4 layout under ``out``; return a summary dict.
 
     ``test_pairs`` defaults to a tenth of ``train_pairs`` (at least 1). ``size`` is
     ``(H, W)``. ``workers`` > 1 renders identities in that many processes (same bytes).

@@ -15,7 +15,7 @@ person's right side is at -x): the hip centre is the origin, the torso leans by
 ``lean`` degrees, limb directions are angles from straight down, given per side as an
 abduction (positive = away from the body). A back view mirrors the canonical frame
 horizontally: the person's right side then appears on the image's right, as in a
-photo taken from behind. Keypoints are OpenPose COCO-18 (DESIGN §2), derived from the
+photo taken from behind. Keypoints are OpenPose COCO-18 (docs/design.md §2), derived from the
 same joints the parts hang on, so they are consistent with the drawn figure.
 """
 

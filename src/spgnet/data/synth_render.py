@@ -9,7 +9,7 @@ pixel: garment textures (solid, stripes, checks, dots) live in the part's own fr
 so a pattern follows the part from pose to pose, and because the colour is a smooth
 function of ``(u, v)`` the same point has the same colour in every picture.
 
-Ground-truth backward flow (DESIGN §2, §5): for a target pixel showing ``(part, u, v)``
+Ground-truth backward flow (docs/design.md §2, §5): for a target pixel showing ``(part, u, v)``
 the source position is ``origin_src[part] + A_src[part] @ (u, v)`` (the analytic
 inverse of the source rendering, no search); ``flow = source - target``. Visibility:
 2 on target background; 1 where the source's part buffer at the nearest pixel is another

@@ -1,4 +1,4 @@
-"""Stage-2 generator and its parts (DESIGN §8).
+"""Stage-2 generator and its parts (docs/design.md §8).
 
 * :mod:`.config` — ``ModelConfig`` (generator / SPATN / discriminator) and presets;
 * :mod:`.sean` — ACE, SEAN region-adaptive normalization (paper Eq. 6-7);
@@ -19,7 +19,7 @@ from spgnet.models.config import (MODEL_PRESETS, VARIANTS, DiscriminatorConfig, 
 
 _LAZY = {
     "ACE": "sean", "StyleEncoder": "style", "region_average_pool": "style", "SPGBlock": "blocks",
-    "SPGNetGenerator": "generator", "count_parameters": "generator",
+    "SPGNetGenerator": "generator",
     "official_state_dict_to_ours": "official", "ours_state_dict_to_official": "official",
     "load_official_generator_state": "official",
 }

@@ -1,4 +1,4 @@
-"""Building blocks of the stage-2 generator (DESIGN §7-8; paper Table 6; official
+"""Building blocks of the stage-2 generator (docs/design.md §7-8; paper Table 6; official
 ``SPG_net_deepfashion.py`` / ``SPG_net_market.py``).
 
 * :class:`ResidualBlock` — encoder block ``x + conv3(ReLU(x))`` (conv + BatchNorm); with

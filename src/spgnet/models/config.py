@@ -1,4 +1,4 @@
-"""Model configuration: generator (DESIGN §8), SPATN (§6) and discriminator (§9).
+"""Model configuration: generator (docs/design.md §8), SPATN (§6) and discriminator (§9).
 
 Plain dataclasses (no torch import) so that :mod:`spgnet.config` can embed them in the
 top-level ``Config``; values are checked when a dataclass is built, and a bad value
@@ -15,30 +15,128 @@ Presets (:data:`MODEL_PRESETS`, :func:`model_preset`):
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from spgnet import SPGNetError
 
 # Paper Table 3 ablations, from the strongest to the weakest model.
 VARIANTS: tuple[str, ...] = ("full", "sean-only", "spade", "baseline-s", "baseline")
 NUM_PARSING_CLASSES = 20  # CIHP labels (spgnet.parsing.NUM_CLASSES; not imported: no torch here)
+UPSAMPLE_NORMS: tuple[str, ...] = ("before", "after")  # model.generator.upsample_norm
+PAD_MODES: tuple[str, ...] = ("replicate", "reflect", "zeros")  # model.generator.pad_mode
+SPATN_INPUTS: tuple[str, ...] = ("parsing", "image")  # model.spatn.input
+SPATN_NORMS: tuple[str, ...] = ("batch", "instance")  # model.spatn.norm
+DISCRIMINATOR_NORMS: tuple[str, ...] = ("batch", "instance", "none")  # model.discriminator.norm
 
 
-def _check(condition: bool, key: str, message: str) -> None:
+# --------------------------------------------------------------------------- value checks
+# The one set of checks of every config dataclass (these and those of spgnet.config, which
+# imports them from here: this module is the leaf of the two, so no import cycle). Each
+# raises ConfigValueError with one line "<full.dotted.key>: <what is wrong and what is
+# allowed>"; the number/int/str checks return the value to store (e.g. a float).
+
+
+class ConfigValueError(SPGNetError):
+    """A config value of the wrong type or outside its allowed values; the message is one
+    line that starts with the value's full dotted key (``train.scheme: ...``)."""
+
+
+def fail(key: str, message: str) -> None:
+    raise ConfigValueError(f"{key}: {message}")
+
+
+def check(condition: bool, key: str, message: str) -> None:
     if not condition:
-        raise SPGNetError(f"model.{key}: {message}")
+        fail(key, message)
 
 
-def _check_positive_ints(section: str, obj, names: tuple[str, ...]) -> None:
+def check_choice(value: Any, key: str, choices: Sequence[str]) -> str:
+    """``value`` must be one of the strings ``choices``."""
+    check(isinstance(value, str) and value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def check_bool(value: Any, key: str) -> bool:
+    check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
+    return value
+
+
+def check_str(value: Any, key: str, optional: bool = False) -> str | None:
+    if optional and value is None:
+        return None
+    check(isinstance(value, str), key, f"expected a string{' or null' if optional else ''}, got {value!r}")
+    return value
+
+
+def check_int(value: Any, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not a bool, not a float) in ``[minimum, maximum]``."""
+    if minimum is not None and maximum is not None:
+        allowed = f"an integer in {minimum}..{maximum}"
+    elif minimum is not None:
+        allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    else:
+        allowed = "an integer" if maximum is None else f"an integer <= {maximum}"
+    ok = (isinstance(value, int) and not isinstance(value, bool)
+          and (minimum is None or value >= minimum) and (maximum is None or value <= maximum))
+    check(ok, key, f"expected {allowed}, got {value!r}")
+    return int(value)
+
+
+def _range_text(gt, ge, lt, le) -> str:
+    low = f"({gt}" if gt is not None else f"[{ge}" if ge is not None else None
+    high = f"{lt})" if lt is not None else f"{le}]" if le is not None else None
+    if low and high:
+        return f" in {low}, {high}"
+    if low:
+        return f" > {gt}" if gt is not None else f" >= {ge}"
+    if high:
+        return f" < {lt}" if lt is not None else f" <= {le}"
+    return ""
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def check_number(value: Any, key: str, *, gt: float | None = None, ge: float | None = None,
+                 lt: float | None = None, le: float | None = None) -> float:
+    """A finite number (an int is fine, a bool is not) in the given range, as a float.
+
+    A numeric string is converted: YAML 1.1 (PyYAML) reads ``2e-4`` (no dot) as the
+    string ``"2e-4"``, and configs and ``--set train.lr_g=2e-4`` are written that way.
+    """
+    allowed = f"expected a finite number{_range_text(gt, ge, lt, le)}, got {value!r}"
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    check(isinstance(value, (int, float)) and not isinstance(value, bool), key, allowed)
+    value = float(value)
+    check(math.isfinite(value) and (gt is None or value > gt) and (ge is None or value >= ge)
+          and (lt is None or value < lt) and (le is None or value <= le), key, allowed)
+    return value
+
+
+def check_list(value: Any, key: str, length: int, what: str, optional: bool = False) -> list | None:
+    """A list (or tuple) of ``length`` items, described to the user as ``what``; the caller
+    checks the items (keys ``key[i]``)."""
+    if optional and value is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and len(value) == length
+    check(ok, key, f"expected {what}{' or null' if optional else ''}, got {value!r}")
+    return list(value)
+
+
+def check_positive_ints(prefix: str, obj: Any, names: Sequence[str]) -> None:
+    """Fields ``names`` of ``obj`` are integers >= 1 (keys ``prefix.name``)."""
     for name in names:
-        value = getattr(obj, name)
-        _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-               f"{section}.{name}", f"expected a positive integer, got {value!r}")
+        check_int(getattr(obj, name), f"{prefix}.{name}", minimum=1)
 
 
 @dataclass
 class GeneratorConfig:
-    """Stage-2 generator (DESIGN §8). Defaults: the paper's DeepFashion model at 256 px.
+    """Stage-2 generator (docs/design.md §8). Defaults: the paper's DeepFashion model at 256 px.
 
     ``variant`` selects a paper Table 3 ablation:
 
@@ -71,22 +169,19 @@ class GeneratorConfig:
     # Padding of inputs whose size is not a multiple of 2**num_scales (centred, cropped after).
     pad_mode: str = "replicate"
     # Style gamma/beta convs evaluated on the 20 class masks with per-sample kernels
-    # (exact, ~6x fewer FLOPs; DESIGN §12) instead of on the 128-channel broadcast map.
+    # (exact, ~6x fewer FLOPs; docs/design.md §12) instead of on the 128-channel broadcast map.
     factorized_style_conv: bool = True
 
     def __post_init__(self) -> None:
-        s = "generator"
-        _check(self.variant in VARIANTS, f"{s}.variant",
-               f"{self.variant!r} is not one of {', '.join(VARIANTS)}")
-        _check_positive_ints(s, self, ("pose_channels", "nf", "max_nf", "num_scales", "num_res_blocks",
-                                       "style_dim", "style_nf", "spade_hidden", "ace_kernel"))
-        _check(isinstance(self.num_warp_scales, int) and 0 <= self.num_warp_scales <= self.num_scales,
-               f"{s}.num_warp_scales", f"expected 0..num_scales ({self.num_scales}), got {self.num_warp_scales!r}")
-        _check(self.ace_kernel % 2 == 1, f"{s}.ace_kernel", f"must be odd, got {self.ace_kernel}")
-        _check(self.upsample_norm in ("before", "after"), f"{s}.upsample_norm",
-               f"expected 'before' or 'after', got {self.upsample_norm!r}")
-        _check(self.pad_mode in ("replicate", "reflect", "zeros"), f"{s}.pad_mode",
-               f"expected 'replicate', 'reflect' or 'zeros', got {self.pad_mode!r}")
+        s = "model.generator"
+        check_choice(self.variant, f"{s}.variant", VARIANTS)
+        check_positive_ints(s, self, ("pose_channels", "nf", "max_nf", "num_scales", "num_res_blocks",
+                                      "style_dim", "style_nf", "spade_hidden", "ace_kernel"))
+        check_int(self.num_warp_scales, f"{s}.num_warp_scales", minimum=0, maximum=self.num_scales)
+        check(self.ace_kernel % 2 == 1, f"{s}.ace_kernel", f"must be odd, got {self.ace_kernel}")
+        check_choice(self.upsample_norm, f"{s}.upsample_norm", UPSAMPLE_NORMS)
+        check_choice(self.pad_mode, f"{s}.pad_mode", PAD_MODES)
+        check_bool(self.factorized_style_conv, f"{s}.factorized_style_conv")
 
     @property
     def uses_style(self) -> bool:
@@ -117,8 +212,8 @@ class GeneratorConfig:
 
 @dataclass
 class SPATNConfig:
-    """Stage-1 parsing network (DESIGN §6, PATN-style); fields are the keyword arguments
-    of ``spgnet.models.spatn.SPATN``."""
+    """Stage-1 parsing network (docs/design.md §6, PATN-style): what
+    ``spgnet.models.spatn.SPATN(cfg)`` is built from."""
 
     input: str = "parsing"  # "parsing" (SPATN, source parsing one-hot) | "image" (SPATN*, source image)
     pose_channels: int = 30  # per pose; the pose stream sees cat(p_s, p_t)
@@ -127,18 +222,16 @@ class SPATNConfig:
     norm: str = "batch"  # "batch" | "instance"
 
     def __post_init__(self) -> None:
-        _check(self.input in ("parsing", "image"), "spatn.input",
-               f"expected 'parsing' or 'image', got {self.input!r}")
-        _check(self.norm in ("batch", "instance"), "spatn.norm",
-               f"expected 'batch' or 'instance', got {self.norm!r}")
-        _check_positive_ints("spatn", self, ("pose_channels", "dim", "num_blocks"))
+        check_choice(self.input, "model.spatn.input", SPATN_INPUTS)
+        check_choice(self.norm, "model.spatn.norm", SPATN_NORMS)
+        check_positive_ints("model.spatn", self, ("pose_channels", "dim", "num_blocks"))
 
 
 @dataclass
 class DiscriminatorConfig:
-    """PatchGAN (DESIGN §9) on cat(source image, image, target pose); fields are keyword
-    arguments of ``spgnet.models.discriminator.NLayerDiscriminator`` (``in_channels`` is
-    derived: 3 + 3 + pose channels)."""
+    """PatchGAN (docs/design.md §9) on cat(source image, image, target pose): what
+    ``spgnet.models.discriminator.NLayerDiscriminator(cfg, in_channels=...)`` is built from
+    (``in_channels`` is derived from the data: 3 + 3 + pose channels)."""
 
     ndf: int = 64
     n_layers: int = 3  # 4x4 convs ndf, 2ndf, 4ndf (stride 2), 8ndf (stride 1), then 1 channel
@@ -146,9 +239,9 @@ class DiscriminatorConfig:
     spectral: bool = False  # spectral norm on every conv
 
     def __post_init__(self) -> None:
-        _check(self.norm in ("batch", "instance", "none"), "discriminator.norm",
-               f"expected 'batch', 'instance' or 'none', got {self.norm!r}")
-        _check_positive_ints("discriminator", self, ("ndf", "n_layers"))
+        check_choice(self.norm, "model.discriminator.norm", DISCRIMINATOR_NORMS)
+        check_positive_ints("model.discriminator", self, ("ndf", "n_layers"))
+        check_bool(self.spectral, "model.discriminator.spectral")
 
 
 @dataclass
@@ -184,5 +277,8 @@ def model_preset(name: str) -> ModelConfig:
     return MODEL_PRESETS[name]()
 
 
-__all__ = ["VARIANTS", "GeneratorConfig", "SPATNConfig", "DiscriminatorConfig", "ModelConfig",
+__all__ = ["VARIANTS", "UPSAMPLE_NORMS", "PAD_MODES", "SPATN_INPUTS", "SPATN_NORMS", "DISCRIMINATOR_NORMS",
+           "ConfigValueError", "check", "check_bool", "check_choice", "check_int", "check_list", "check_number",
+           "check_positive_ints", "check_str", "fail",
+           "GeneratorConfig", "SPATNConfig", "DiscriminatorConfig", "ModelConfig",
            "MODEL_PRESETS", "model_preset"]

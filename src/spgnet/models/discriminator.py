@@ -1,4 +1,4 @@
-"""The PatchGAN discriminator of SPGNet (DESIGN §9).
+"""The PatchGAN discriminator of SPGNet (docs/design.md §9).
 
 pix2pix's ``NLayerDiscriminator`` (Isola et al., CVPR 2017; the structure PATN and the
 SPGNet release use) on ``cat(I_s, image, p_t)``: 4×4 convolutions, padding 1,
@@ -26,9 +26,8 @@ import torch.nn as nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from spgnet import SPGNetError
-from spgnet.models.spatn import init_normal, norm_layer
-
-NORMS = ("batch", "instance", "none")
+from spgnet.models.config import DiscriminatorConfig
+from spgnet.models.layers import init_normal, norm_layer
 
 
 class NLayerDiscriminator(nn.Module):
@@ -37,17 +36,16 @@ class NLayerDiscriminator(nn.Module):
     ``in_channels = 3 + 3 + pose_channels``) and returns ``(B, 1, H', W')`` patch logits.
     """
 
-    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch",
-                 spectral: bool = False):
+    def __init__(self, cfg: DiscriminatorConfig | None = None, *, in_channels: int):
         super().__init__()
-        if norm not in NORMS:
-            raise SPGNetError(f"unknown discriminator norm '{norm}' (choose from {', '.join(NORMS)})")
-        for name, value in (("in_channels", in_channels), ("ndf", ndf), ("n_layers", n_layers)):
-            if int(value) < 1:
-                raise SPGNetError(f"discriminator {name} must be >= 1, got {value}")
+        cfg = cfg or DiscriminatorConfig()
+        if not (isinstance(in_channels, int) and in_channels >= 1):
+            raise SPGNetError(f"discriminator in_channels must be a positive integer, got {in_channels!r}")
+        self.cfg = cfg
+        ndf, n_layers, norm = cfg.ndf, cfg.n_layers, cfg.norm
         self.in_channels = in_channels
         bias = norm != "batch"
-        wrap = spectral_norm if spectral else (lambda m: m)
+        wrap = spectral_norm if cfg.spectral else (lambda m: m)
 
         def conv(cin: int, cout: int, stride: int, with_bias: bool) -> nn.Module:
             return wrap(nn.Conv2d(cin, cout, 4, stride=stride, padding=1, bias=with_bias))

@@ -1,4 +1,4 @@
-"""Stage-2 SPGNet generator (DESIGN §8; paper §3.2, Fig. 2, Table 6; official
+"""Stage-2 SPGNet generator (docs/design.md §8; paper §3.2, Fig. 2, Table 6; official
 ``DualUnetGenerator_SEAN``).
 
 Dual-path U-Net:
@@ -6,7 +6,7 @@ Dual-path U-Net:
 * pose encoder on the target pose maps (plus the target parsing for ``baseline-s``),
   appearance encoder on the source image: 1×1 conv + BN, then per scale l two residual
   blocks and ReLU → conv3 stride 2 → BN, widths ``min(nf(l+1), max_nf)``;
-* feature deformation (DESIGN §7) at the first ``num_warp_scales`` scales: after each
+* feature deformation (docs/design.md §7) at the first ``num_warp_scales`` scales: after each
   appearance residual block the features are warped by the pooled flow, split by the
   pooled visibility into ``[x_w·(vis==0), x_w·(vis==1)]`` and fused by a residual block;
   the result feeds the skip connection only (the encoder path continues unwarped);
@@ -26,7 +26,7 @@ of :mod:`.sean`; data-dependent: it grows with the pixels near class borders), 2
 with the dense SPADE γ|β conv (GPU default), 356 GFLOP for a
 soft or differentiated parsing and on the ``meta`` device (grouped style conv), 694 GFLOP
 with ``factorized_style_conv=False`` (692 in convolutions, the official model's figure;
-DESIGN §12). docs/performance.md has the measured times.
+docs/design.md §12). docs/performance.md has the measured times.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spgnet.flow import warp
+from spgnet.ops.warp import warp
 from spgnet.models.blocks import (ResidualBlock, SPGBlock, conv_bn, downsample, expand_by_visibility,
                                   pool_flow, pool_visibility, upsample)
 from spgnet.models.config import NUM_PARSING_CLASSES, GeneratorConfig
@@ -214,9 +214,4 @@ class SPGNetGenerator(nn.Module):
         return F.pad(x, pad, mode=mode)
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (the count the official release reports)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-__all__ = ["SPGNetGenerator", "Encoder", "EncoderScale", "DecoderScale", "count_parameters"]
+__all__ = ["SPGNetGenerator", "Encoder", "EncoderScale", "DecoderScale"]

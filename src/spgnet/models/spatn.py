@@ -1,4 +1,4 @@
-"""Stage 1 of SPGNet: SPATN, the semantic parsing transfer network (DESIGN §6).
+"""Stage 1 of SPGNet: SPATN, the semantic parsing transfer network (docs/design.md §6).
 
 A PATN-style progressive pose-attention transfer network (Zhu et al., "Progressive
 Pose Attention Transfer for Person Image Generation", CVPR 2019; structure of the
@@ -31,23 +31,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spgnet import SPGNetError
+from spgnet.models.config import SPATNConfig
+from spgnet.models.layers import init_normal, norm_layer
 from spgnet.parsing import NUM_CLASSES
 
-NORMS = ("batch", "instance")
-INPUTS = ("parsing", "image")
 _DOWNSAMPLING = 2  # two stride-2 convolutions: sizes must be multiples of 4
-
-
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """``"batch"`` -> BatchNorm2d (affine); ``"instance"`` -> InstanceNorm2d (no affine, as
-    PATN and pix2pix); ``"none"`` -> Identity."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False)
-    if kind == "none":
-        return nn.Identity()
-    raise SPGNetError(f"unknown norm '{kind}' (choose from batch, instance, none)")
 
 
 def _conv_norm_relu(cin: int, cout: int, norm: str, bias: bool, stride: int = 1) -> list[nn.Module]:
@@ -101,33 +89,20 @@ class SPATN(nn.Module):
     ``(B, pose_channels, H, W)`` pose maps (30: heat maps + distance maps; 18: disks).
     """
 
-    def __init__(
-        self,
-        dim: int = 64,
-        num_blocks: int = 9,
-        pose_channels: int = 30,
-        input: str = "parsing",  # noqa: A002 - the config's name for the input kind
-        norm: str = "batch",
-        num_classes: int = NUM_CLASSES,
-    ):
+    def __init__(self, cfg: SPATNConfig | None = None, num_classes: int = NUM_CLASSES):
         super().__init__()
-        if input not in INPUTS:
-            raise SPGNetError(f"unknown SPATN input '{input}' (choose from {', '.join(INPUTS)})")
-        if norm not in NORMS:
-            raise SPGNetError(f"unknown norm '{norm}' for SPATN (choose from {', '.join(NORMS)})")
-        for name, value in (("dim", dim), ("num_blocks", num_blocks), ("pose_channels", pose_channels),
-                            ("num_classes", num_classes)):
-            if int(value) < 1:
-                raise SPGNetError(f"SPATN {name} must be >= 1, got {value}")
-        self.input_kind = input
-        self.source_channels = num_classes if input == "parsing" else 3
+        cfg = cfg or SPATNConfig()
+        self.cfg = cfg
+        dim, norm, pose_channels = cfg.dim, cfg.norm, cfg.pose_channels
+        self.input_kind = cfg.input
+        self.source_channels = num_classes if cfg.input == "parsing" else 3
         self.pose_channels = pose_channels
         self.num_classes = num_classes
         bias = norm != "batch"
         inner = dim * 2**_DOWNSAMPLING
         self.image_stem = _stem(self.source_channels, dim, norm, bias)
         self.pose_stem = _stem(2 * pose_channels, dim, norm, bias)
-        self.blocks = nn.ModuleList(PATBlock(inner, norm, first=(i == 0)) for i in range(num_blocks))
+        self.blocks = nn.ModuleList(PATBlock(inner, norm, first=(i == 0)) for i in range(cfg.num_blocks))
         up: list[nn.Module] = []
         for i in range(_DOWNSAMPLING):
             cin = inner // 2**i
@@ -161,17 +136,3 @@ def predict_parsing(logits: torch.Tensor) -> torch.Tensor:
     if logits.dim() != 4:
         raise SPGNetError(f"predict_parsing: expected (B, C, H, W) logits, got {tuple(logits.shape)}")
     return logits.argmax(1)
-
-
-def init_normal(m: nn.Module) -> None:
-    """PATN / pix2pix ``init_weights('normal')`` (use with ``module.apply``): conv weights
-    N(0, 0.02), batch-norm scales N(1, 0.02), biases 0. Spectral-normalised convs
-    initialise their unnormalised weight."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-        nn.init.normal_(weight, 0.0, 0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.BatchNorm2d):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)

@@ -8,12 +8,12 @@ of the source parsing, giving codes ``(B, K, D)`` (zero for classes absent in an
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 import torch.nn as nn
 
 from spgnet.models.sean import resize_parsing
+from spgnet.utils.torch_utils import no_autocast
 
 
 def region_average_pool(features: torch.Tensor, parsing: torch.Tensor) -> torch.Tensor:
@@ -27,10 +27,8 @@ def region_average_pool(features: torch.Tensor, parsing: torch.Tensor) -> torch.
         raise ValueError(f"region_average_pool: expected (B, D, h, w) and (B, K, H, W), got "
                          f"{tuple(features.shape)} and {tuple(parsing.shape)}")
     # float32 even under autocast: sums over up to ~10^4 pixels lose precision in fp16.
-    device_type = features.device.type
-    no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else contextlib.nullcontext()
     dtype = torch.promote_types(features.dtype, torch.float32)
-    with no_autocast:
+    with no_autocast(features.device):
         masks = resize_parsing(parsing.to(dtype), tuple(features.shape[-2:])).flatten(2)  # (B, K, hw)
         sums = torch.bmm(masks, features.to(dtype).flatten(2).transpose(1, 2))  # (B, K, D)
         area = masks.sum(-1, keepdim=True)  # absent class: sums = 0, area = 0 -> 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spgnet.io import tensor_to_image
+from spgnet.utils.io import tensor_to_image
 
 
 def next_run_dir(out_dir: str | Path, name: str) -> Path:

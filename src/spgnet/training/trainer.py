@@ -1,4 +1,4 @@
-"""The trainer: three schemes of DESIGN §1, losses of §9, the guarantees of §13.
+"""The trainer: three schemes of docs/design.md §1, losses of §9, the guarantees of §13.
 
 Schemes (``train.scheme``):
 
@@ -16,18 +16,25 @@ once the adversarial term is on, the discriminator (``lr_d``; the generator's GA
 sees a frozen D, so it puts no gradient there). The learning rates are halved when the
 validation reconstruction (L1) loss stops improving.
 
-Guarantees (DESIGN §13): a checkpoint holds everything a resume needs — weights,
+Guarantees (docs/design.md §13): a checkpoint holds everything a resume needs — weights,
 optimizers, schedulers, scaler, the position inside the epoch (the sampler skips what
 was consumed; flips are drawn by the sampler), and the RNG states, under DDP every
 rank's — so a run killed at any point and resumed ends bit-identical to an
 uninterrupted one (deterministic mode). A step with a non-finite loss on any rank is
 skipped on every rank and logged; ``max_nonfinite`` in a row, or non-finite BatchNorm
-statistics, stop the run with :class:`~spgnet.losses.NonFiniteLossError`.
+statistics, stop the run with :class:`~spgnet.training.losses.NonFiniteLossError`.
+
+EMA (``train.ema_decay`` > 0; 0, the default, changes nothing): stage 1 and the generator
+each get an exponential moving average of their weights (:mod:`spgnet.training.ema`),
+updated after every optimizer step of that module that actually ran; validation scores
+the averaged weights (after recalibrating their BatchNorm statistics), checkpoints store
+them as ``ema-stage1`` / ``ema-generator`` and a resume restores them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -45,15 +52,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from spgnet import SPGNetError
 from spgnet.config import Config, config_to_dict, dump_config
 from spgnet.data.dataset import PairDataset, complete_batch
-from spgnet.io import atomic_write_text
-from spgnet.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
+from spgnet.utils.io import atomic_write_text
+from spgnet.training.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
 from spgnet.parsing import NUM_CLASSES, colorize, one_hot
 from spgnet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from spgnet.training.ema import ModelEMA
 from spgnet.training.logs import RunLogger, image_grid, next_run_dir
 from spgnet.training.sampler import ResumableSampler
+from spgnet.utils.torch_utils import frozen
 
-SCHEMES = ("parallel", "sequential", "joint")
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -73,20 +80,6 @@ def straight_through_onehot(logits: torch.Tensor) -> torch.Tensor:
     soft = logits.float().softmax(1)
     hard = one_hot(soft.argmax(1), NUM_CLASSES).to(soft.dtype)
     return hard + soft - soft.detach()
-
-
-@contextlib.contextmanager
-def frozen(module: nn.Module):
-    """Temporarily ``requires_grad=False`` on every parameter of ``module``; gradients
-    still flow through it to its inputs."""
-    flags = [(p, p.requires_grad) for p in module.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def tensor_digest(t: torch.Tensor) -> str:
@@ -116,10 +109,6 @@ class Trainer:
         from spgnet.pipeline import SPGNet, build_discriminator
 
         t = cfg.train
-        if t.scheme not in SCHEMES:
-            raise SPGNetError(f"train.scheme must be one of {', '.join(SCHEMES)}, got {t.scheme!r}")
-        if t.amp not in AMP_MODES:
-            raise SPGNetError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {t.amp!r}")
         self.cfg = cfg
         self.dist: DistInfo = init_distributed(t.device)
         self.device = self.dist.device
@@ -154,21 +143,24 @@ class Trainer:
 
         # models
         self.net = SPGNet(cfg).to(self.device)
-        self.disc = build_discriminator(cfg).to(self.device)
+        self.discriminator = build_discriminator(cfg).to(self.device)
         if t.channels_last:
             self.net.to(memory_format=torch.channels_last)
-            self.disc.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
         if self.dist.enabled and t.sync_bn:
             self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
-            self.disc = nn.SyncBatchNorm.convert_sync_batchnorm(self.disc)
-        self.stage1 = self._wrap(self.net.stage1)
-        self.generator = self._wrap(self.net.generator)
-        self.discriminator = self._wrap(self.disc)
+            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
+        # raw modules: self.net (SPGNet: .stage1, .generator) and self.discriminator; the
+        # ddp_* names are the same modules wrapped in DDP under torchrun (the raw ones
+        # otherwise), called for the forward passes whose gradients must be all-reduced
+        self.ddp_stage1 = self._wrap(self.net.stage1)
+        self.ddp_generator = self._wrap(self.net.generator)
+        self.ddp_discriminator = self._wrap(self.discriminator)
 
         betas = tuple(t.betas)
         self.opt_s1 = torch.optim.Adam(self.net.stage1.parameters(), lr=t.lr_stage1, betas=betas)
         self.opt_g = torch.optim.Adam(self.net.generator.parameters(), lr=t.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=t.lr_d, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=t.lr_d, betas=betas)
         self.optimizers = {"stage1": self.opt_s1, "generator": self.opt_g, "discriminator": self.opt_d}
         self.schedulers = {
             name: torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -176,6 +168,16 @@ class Trainer:
             for name, opt in self.optimizers.items()
         }
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.amp == "fp16")
+        # EMA copies of stage 1 and the generator (train.ema_decay > 0; none at 0). Each is
+        # updated by a post-step hook of its module's optimizer, so exactly the steps that
+        # ran count: a step skipped for a non-finite loss or by the fp16 GradScaler, and a
+        # stage that the sequential scheme does not train, never call optimizer.step
+        self.ema: dict[str, ModelEMA] = {}
+        if t.ema_decay > 0:
+            for name, opt in (("stage1", self.opt_s1), ("generator", self.opt_g)):
+                module = getattr(self.net, name)
+                self.ema[name] = ema = ModelEMA(module, t.ema_decay)
+                opt.register_step_post_hook(lambda _opt, _args, _kwargs, ema=ema, module=module: ema.update(module))
 
         # losses
         w = t.losses
@@ -251,7 +253,7 @@ class Trainer:
         with self._autocast():
             s1_input = self.net.stage1_input(b)
             if train_s1:
-                logits = self.stage1(s1_input, b["src_pose"], b["tgt_pose"])
+                logits = self.ddp_stage1(s1_input, b["src_pose"], b["tgt_pose"])
                 losses["ce"] = parsing_ce(logits, b["tgt_parsing"])
             elif train_s2:
                 with torch.no_grad():
@@ -260,7 +262,7 @@ class Trainer:
             if train_s2:
                 tgt_labels, tgt_onehot = self._stage2_target(b, logits)
                 flow, vis = self.net.flow(b, tgt_labels)
-                fake = self.generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
+                fake = self.ddp_generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
                 real = b["tgt_image"]
                 losses["l1"] = l1(fake.float(), real.float())
                 if self.perceptual is not None:
@@ -268,8 +270,8 @@ class Trainer:
                 if adv:
                     # D frozen and unwrapped: the generator's GAN term must put no gradient
                     # into D (pix2pix's set_requires_grad(D, False)) nor start a DDP reduction
-                    with frozen(self.disc):
-                        d_fake = self.disc(torch.cat([b["src_image"], fake, b["tgt_pose"]], 1))
+                    with frozen(self.discriminator):
+                        d_fake = self.discriminator(torch.cat([b["src_image"], fake, b["tgt_pose"]], 1))
                     losses["gan_g"] = self.gan_loss(d_fake, True, for_discriminator=False)
             total = (w.ce * losses.get("ce", 0.0) + w.l1 * losses.get("l1", 0.0)
                      + w.perceptual * losses.get("perceptual", 0.0) + w.adversarial * losses.get("gan_g", 0.0))
@@ -288,14 +290,14 @@ class Trainer:
 
         if adv:  # discriminator step on the detached fake
             with self._autocast():
-                d_real = self.discriminator(torch.cat([b["src_image"], b["tgt_image"], b["tgt_pose"]], 1))
-                d_fake = self.discriminator(torch.cat([b["src_image"], fake.detach(), b["tgt_pose"]], 1))
+                d_real = self.ddp_discriminator(torch.cat([b["src_image"], b["tgt_image"], b["tgt_pose"]], 1))
+                d_fake = self.ddp_discriminator(torch.cat([b["src_image"], fake.detach(), b["tgt_pose"]], 1))
                 losses["gan_d"] = 0.5 * (self.gan_loss(d_real, True) + self.gan_loss(d_fake, False))
             if not self._finite({"gan_d": losses["gan_d"]}):
                 self.scaler.update()
                 return self._skip(losses)
             self.scaler.scale(w.discriminator * losses["gan_d"]).backward()
-            self._clip(self.opt_d, self.disc)
+            self._clip(self.opt_d, self.discriminator)
             self.scaler.step(self.opt_d)
         self.scaler.update()
         self.nonfinite_streak = 0
@@ -344,7 +346,7 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
         bad_buffers = [f"{m}.{n}" for m, module in (("stage1", self.net.stage1), ("generator", self.net.generator),
-                                                     ("discriminator", self.disc))
+                                                     ("discriminator", self.discriminator))
                        for n, b in module.named_buffers() if b.is_floating_point() and not torch.isfinite(b).all()]
         if self._any_rank(bool(bad_buffers)):
             more = f" and {len(bad_buffers) - 3} more" if len(bad_buffers) > 3 else ""
@@ -370,7 +372,8 @@ class Trainer:
         from tqdm import tqdm
 
         self.log.text(f"training {self.cfg.name}: scheme={t.scheme} epochs={t.epochs} max_steps={t.max_steps} "
-                      f"device={self.device} world_size={self.dist.world_size}")
+                      f"device={self.device} world_size={self.dist.world_size}"
+                      + (f" ema_decay={t.ema_decay:g}" if self.ema else ""))
         last_val: dict = {}
         done = bool(t.max_steps) and self.step >= t.max_steps  # resuming a finished run
         while self.epoch < t.epochs and not done:
@@ -433,9 +436,11 @@ class Trainer:
 
         Runs on every rank over its shard; the per-rank means are combined weighted by
         the shard sizes (a rank may have fewer pairs, or none). The plateau schedulers
-        step on the L1 (reconstruction) loss; ``best`` is by SSIM.
+        step on the L1 (reconstruction) loss; ``best`` is by SSIM. With EMA on
+        (``train.ema_decay``) the EMA weights are scored (:meth:`inference_net`) and the
+        log line says so.
         """
-        from spgnet.pipeline import evaluate_batches
+        from spgnet.evaluation.batch import evaluate_batches
 
         t = self.cfg.train
         self.recompute_bn_stats()
@@ -446,9 +451,10 @@ class Trainer:
         metrics: dict = {}
         if indices:
             loader = self._loader(torch.utils.data.Subset(self.val_set, indices), batch_size=max(1, t.batch_size))
+            net = self.inference_net()
             was = self.net.training
-            self.net.eval()
-            metrics = evaluate_batches(self.net, (self._batch(b) for b in loader), stage2=stage2,
+            net.eval()
+            metrics = evaluate_batches(net, (self._batch(b) for b in loader), stage2=stage2,
                                        autocast=self._autocast)
             self.net.train(was)
         sums = torch.tensor([metrics[k] * len(indices) if indices else 0.0 for k in keys] + [len(indices)],
@@ -456,7 +462,8 @@ class Trainer:
         sums = all_reduce_sum(sums, self.dist)
         metrics = {k: float(v) for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist())}
         self.log.scalars("val", self.step, metrics, epoch=self.epoch)
-        self.log.text("validation " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        self.log.text("validation " + ("(EMA weights) " if self.ema else "")
+                      + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         monitor = metrics.get("l1", metrics.get("ce"))
         if monitor is not None:
             for sched in self.schedulers.values():
@@ -471,28 +478,47 @@ class Trainer:
         the generator: their running mean/variance become the average over
         ``train.precise_bn_batches`` fixed training batches (the same on every call, split
         over the ranks) forwarded with the current weights as in training. Called before
-        every validation and before the final checkpoint; 0 keeps the moving averages."""
+        every validation and before the final checkpoint; 0 keeps the moving averages.
+        With EMA on, the EMA copies are recalibrated too, on the same batches with their
+        own weights (the buffers they copy from the live modules belong to the live weights)."""
         from spgnet.training.precise_bn import recompute_bn_stats
 
         t = self.cfg.train
         if t.precise_bn_batches <= 0:
             return
-        loader = self._loader(torch.utils.data.Subset(self.train_set, self.calibration_indices()))
+        indices = self.calibration_indices()
         stage2 = self.stage2_trains()
 
-        def forward(batch: dict) -> None:
-            b = self._batch(batch)
-            with self._autocast():
-                logits = self.net.stage1(self.net.stage1_input(b), b["src_pose"], b["tgt_pose"])
-                if stage2:
-                    tgt_labels, tgt_onehot = self._stage2_target(b, logits)
-                    flow, vis = self.net.flow(b, tgt_labels)
-                    self.net.generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
+        def forward(stage1: nn.Module, generator: nn.Module):
+            def run(batch: dict) -> None:
+                b = self._batch(batch)
+                with self._autocast():
+                    logits = stage1(self.net.stage1_input(b), b["src_pose"], b["tgt_pose"])
+                    if stage2:
+                        tgt_labels, tgt_onehot = self._stage2_target(b, logits)
+                        flow, vis = self.net.flow(b, tgt_labels)
+                        generator(b["src_image"], b["src_parsing_onehot"], tgt_onehot, b["tgt_pose"], flow, vis)
+            return run
 
-        modules = [self.net.stage1, self.net.generator] if stage2 else [self.net.stage1]
-        recompute_bn_stats(modules, forward, loader, dist=self.dist,
-                           devices=[self.device] if self.device.type == "cuda" else None)
+        pairs = [(self.net.stage1, self.net.generator)]
+        if self.ema:
+            pairs.append((self.ema["stage1"].module, self.ema["generator"].module))
+        for stage1, generator in pairs:
+            loader = self._loader(torch.utils.data.Subset(self.train_set, indices))
+            recompute_bn_stats([stage1, generator] if stage2 else [stage1], forward(stage1, generator), loader,
+                               dist=self.dist, devices=[self.device] if self.device.type == "cuda" else None)
         self._bn_step = self.step
+
+    def inference_net(self) -> nn.Module:
+        """The network validation scores: :attr:`net`, or with EMA on a view of it whose
+        stage 1 and generator are the EMA copies (it shares the config and the flow
+        provider; the copies stay in eval mode)."""
+        if not self.ema:
+            return self.net
+        view = copy.copy(self.net)  # own table of submodules, the rest shared
+        view._modules = {**self.net._modules, "stage1": self.ema["stage1"].module,
+                         "generator": self.ema["generator"].module}
+        return view.eval()
 
     def calibration_indices(self) -> list[int]:
         """This rank's training samples for :meth:`recompute_bn_stats`: a fixed random choice
@@ -507,7 +533,7 @@ class Trainer:
         buffer of stage 1, the generator and the discriminator, and the ``[epoch, pair]``
         samples this rank trained on. For checking DDP replicas stay identical and shard
         the data (``train.debug_rank_digest``)."""
-        modules = {"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc}
+        modules = {"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator}
         record = {
             "rank": self.dist.rank, "world_size": self.dist.world_size, "step": self.step,
             "parameters": {f"{m}.{n}": tensor_digest(p) for m, mod in modules.items()
@@ -552,28 +578,38 @@ class Trainer:
                       "ranks reseeded (the run continues, not bit-exactly)")
 
     def save(self, name: str) -> None:
-        from spgnet.checkpoint import save_checkpoint
+        from spgnet.utils.checkpoint import save_checkpoint
 
         state = self._state()  # a collective under DDP: every rank takes part
         if self.dist.is_main:
             save_checkpoint(
                 self.ckpt_dir / name,
-                models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc},
+                models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator},
                 optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
                 step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=state,
+                ema={name: ema.module for name, ema in self.ema.items()},
             )
         barrier(self.dist)
 
     def load(self, path: Path) -> None:
-        from spgnet.checkpoint import load_checkpoint
+        """Resume from a checkpoint. With EMA on, the EMA copies are restored when it holds
+        them, else they restart from its weights (EMA switched on for the resumed run)."""
+        from spgnet.utils.checkpoint import load_checkpoint, read_checkpoint_info
 
         if not Path(path).exists():
             raise SPGNetError(f"{path}: checkpoint to resume from not found")
+        stored = set(read_checkpoint_info(path).get("ema", {})) if self.ema else set()
         info = load_checkpoint(
-            path, models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.disc},
+            path, models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator},
             optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
             restore_rng=True, map_location=self.device,
+            ema={name: ema.module for name, ema in self.ema.items() if name in stored},
         )
+        restarted = [name for name in self.ema if name not in stored]
+        for name in restarted:
+            self.ema[name].reset(getattr(self.net, name))
+        if restarted:
+            self.log.text(f"{path}: no EMA weights of {', '.join(restarted)}; their averages start from its weights")
         extra = info.get("extra", {})
         self.step = int(extra.get("step", info.get("step", 0)))
         self.epoch = int(extra.get("epoch", info.get("epoch", 0)))

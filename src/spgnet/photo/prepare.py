@@ -1,0 +1,336 @@
+"""A folder of your own photos -> a dataset in the docs/design.md §4 layout (docs/design.md §11).
+
+For every JPEG/PNG photo (sorted by name; EXIF orientation applied, transparency
+composited on white):
+
+1. **geometry** (aspect ratio kept): scale to the output height ``H`` (Lanczos), giving
+   ``H x W'``; then bring the width to ``W``: a narrower picture is padded equally left and
+   right (each side with the mean colour of that side's outermost pixel column), a wider
+   one is cropped to a ``W``-wide window centred on the person (the middle of the
+   person mask's columns, shifted to stay inside the picture);
+2. **keypoints and mask** by :mod:`spgnet.photo.detect` (mediapipe BlazePose -> OpenPose-18)
+   on the scaled ``H x W'`` picture; a photo where no person is found is skipped and
+   listed in the report;
+3. **parsing** by :func:`spgnet.photo.coarse_parsing.coarse_parsing` on the scaled picture, so
+   limbs that the crop cuts still shape the parts that stay;
+4. keypoints, mask and parsing then take the same pad/crop as the image; a joint that
+   ends up outside the picture becomes missing (-1).
+
+Written (``S`` = the split, ``test`` by default; ``both`` writes the same images as
+``train`` and ``test``, which ``spgnet check`` needs with its default splits)::
+
+    ROOT/S/<stem>.png              the H x W image (lossless)
+    ROOT/parsing/<stem>.png        coarse CIHP labels
+    ROOT/annotation-S.csv          PATN keypoints (integer pixels, -1 missing)
+    ROOT/pairs-S.csv               "from,to" file names
+    ROOT/prepare_report.txt        what was done and every photo without a person
+
+``<stem>`` is the photo's file name without its suffix, with characters other than
+letters, digits and ``._+-`` replaced by ``-`` (they would break the CSV files). Pairs:
+``all`` = every ordered pair of two different images; ``by-prefix`` = the ordered pairs
+among images whose stems share the part before the first ``_`` (``anna_1``, ``anna_2``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from itertools import permutations
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from spgnet import SPGNetError
+from spgnet.photo.coarse_parsing import coarse_parsing
+from spgnet.data.layout import write_pairs_csv
+from spgnet.utils.io import atomic_write_text, save_image
+from spgnet.photo.detect import PoseDetector
+from spgnet.pose import is_missing, write_annotation_csv
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+PAIR_MODES = ("all", "by-prefix")
+SPLIT_CHOICES = ("test", "train", "both")
+REPORT_NAME = "prepare_report.txt"
+
+
+@dataclass
+class PreparedImage:
+    """One photo brought to the output geometry.
+
+    image (H, W, 3) uint8, keypoints (18, 2) float32 (x, y; -1 missing), parsing (H, W) uint8
+    CIHP, mask (H, W) bool person mask, score the detection's score.
+    """
+
+    image: np.ndarray
+    keypoints: np.ndarray
+    parsing: np.ndarray
+    mask: np.ndarray
+    score: float
+
+
+@dataclass
+class PrepareResult:
+    """What :func:`prepare_photos` wrote."""
+
+    root: Path
+    splits: tuple[str, ...]
+    size: tuple[int, int]
+    names: list[str]  # image file names written, in order
+    skipped: list[Path]  # photos where no person was found
+    pairs: list[tuple[str, str]]
+    seconds: float
+    renamed: dict[str, str] = field(default_factory=dict)  # photo file name -> written stem, where they differ
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_photo(path: str | os.PathLike) -> np.ndarray:
+    """A photo as ``(H, W, 3)`` uint8 RGB, upright by its EXIF orientation, alpha over white."""
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+                canvas = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(canvas, im)
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise SPGNetError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SPGNetError(f"{path}: cannot read image ({exc})") from None
+
+
+def list_photos(folder: str | os.PathLike) -> list[Path]:
+    """The JPEG/PNG files of ``folder`` (not recursive), sorted by name; SPGNetError when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SPGNetError(f"{folder}: image folder not found")
+    photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    if not photos:
+        raise SPGNetError(f"{folder}: no JPEG or PNG images in this folder")
+    return photos
+
+
+def output_stem(path: Path) -> str:
+    """The stem a photo is written under: characters outside ``[A-Za-z0-9._+-]`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", path.stem) or "image"
+
+
+def _stems(photos: list[Path]) -> dict[Path, str]:
+    stems: dict[Path, str] = {}
+    owner: dict[str, Path] = {}
+    for p in photos:
+        s = output_stem(p)
+        if s in owner:
+            raise SPGNetError(f"{owner[s]} and {p}: both would be written as '{s}' (rename one of them)")
+        owner[s], stems[p] = p, s
+    return stems
+
+
+def _check_headers(photos: list[Path]) -> None:
+    """Fail before writing anything when a file is not an image at all (header only)."""
+    for p in photos:
+        try:
+            with Image.open(p):
+                pass
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise SPGNetError(f"{p}: cannot read image ({exc})") from None
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _scaled_width(h: int, w: int, height: int) -> int:
+    return max(1, round(w * height / h))
+
+
+def _crop_offset(scaled_w: int, width: int, mask: np.ndarray, kp: np.ndarray) -> int:
+    """Left column of a ``width``-wide window on a wider picture, centred on the person."""
+    cols = np.flatnonzero(mask.any(0))
+    present = ~is_missing(kp)
+    if cols.size:
+        centre = 0.5 * (cols[0] + cols[-1])
+    elif present.any():
+        centre = float(kp[present, 0].mean())
+    else:
+        centre = 0.5 * (scaled_w - 1)
+    return int(np.clip(round(centre - 0.5 * (width - 1)), 0, scaled_w - width))
+
+
+def _shift_keypoints(kp: np.ndarray, dx: float, size: tuple[int, int]) -> np.ndarray:
+    """Move keypoints ``dx`` to the right; joints off the ``size`` picture become -1.
+
+    A joint within half a pixel of the picture is clamped onto its edge pixels, so that
+    the integer annotation stays inside the image.
+    """
+    h, w = size
+    out = np.asarray(kp, dtype=np.float32).copy()
+    missing = is_missing(out)
+    out[:, 0] += dx
+    off = (out[:, 0] < -0.5) | (out[:, 0] > w - 0.5) | (out[:, 1] < -0.5) | (out[:, 1] > h - 0.5)
+    out = np.clip(out, 0.0, np.array([w - 1, h - 1], dtype=np.float32))
+    out[missing | off] = -1.0
+    return out
+
+
+def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector) -> PreparedImage | None:
+    """One ``(h, w, 3)`` uint8 photo -> :class:`PreparedImage` at ``size = (H, W)``, or None (no person).
+
+    See the module docstring for the geometry.
+    """
+    height, width = size
+    h, w = photo.shape[:2]
+    scaled_w = _scaled_width(h, w, height)
+    scaled = photo
+    if (h, w) != (height, scaled_w):
+        scaled = np.asarray(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
+    found = detector.detect_one(scaled)
+    if found is None:
+        return None
+    parsing = coarse_parsing(found.mask, found.keypoints)  # (H, W') on the scaled picture
+    if scaled_w >= width:
+        left = _crop_offset(scaled_w, width, found.mask, found.keypoints)
+        image = scaled[:, left : left + width]
+        parsing = parsing[:, left : left + width]
+        mask = found.mask[:, left : left + width]
+        dx = -left
+    else:
+        pad_l = (width - scaled_w) // 2
+        pad_r = width - scaled_w - pad_l
+        fill_l = scaled[:, 0].reshape(-1, 3).mean(0)
+        fill_r = scaled[:, -1].reshape(-1, 3).mean(0)
+        image = np.concatenate(
+            [np.broadcast_to(np.rint(fill_l).astype(np.uint8), (height, pad_l, 3)), scaled,
+             np.broadcast_to(np.rint(fill_r).astype(np.uint8), (height, pad_r, 3))], axis=1)
+        parsing = np.pad(parsing, ((0, 0), (pad_l, pad_r)))
+        mask = np.pad(found.mask, ((0, 0), (pad_l, pad_r)))
+        dx = pad_l
+    kp = _shift_keypoints(found.keypoints, dx, size)
+    return PreparedImage(np.ascontiguousarray(image), kp, np.ascontiguousarray(parsing), np.ascontiguousarray(mask),
+                         found.score)
+
+
+# --------------------------------------------------------------------------- pairs and the whole folder
+
+
+def make_pairs(names: list[str], mode: str = "all") -> list[tuple[str, str]]:
+    """Ordered pairs of different images: ``all`` of them, or ``by-prefix`` (same stem part before the first '_')."""
+    if mode == "all":
+        return list(permutations(names, 2))
+    if mode == "by-prefix":
+        def prefix(name: str) -> str:
+            return Path(name).stem.split("_", 1)[0]
+
+        return [(a, b) for a, b in permutations(names, 2) if prefix(a) == prefix(b)]
+    raise SPGNetError(f"--pairs {mode!r}: choose from {', '.join(PAIR_MODES)}")
+
+
+def _splits(split: str) -> tuple[str, ...]:
+    if split not in SPLIT_CHOICES:
+        raise SPGNetError(f"--split {split!r}: choose from {', '.join(SPLIT_CHOICES)}")
+    return ("train", "test") if split == "both" else (split,)
+
+
+def _check_out(root: Path, splits: tuple[str, ...], force: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise SPGNetError(f"{root}: exists and is not a folder")
+    for s in splits:
+        folder = root / s
+        if folder.is_dir() and not force and any(folder.iterdir()):
+            raise SPGNetError(f"{folder}: folder is not empty; choose another --out or pass --force "
+                              "(files of the same name are replaced, others are left)")
+
+
+def _report(result: PrepareResult, images_dir: Path, total: int) -> str:
+    h, w = result.size
+    lines = [
+        f"spgnet prepare: {total} photo(s) in {images_dir} -> {result.root} at {h}x{w} (HxW), "
+        f"split(s) {', '.join(result.splits)}",
+        f"{len(result.names)} image(s) with a person, {len(result.skipped)} skipped, {len(result.pairs)} pair(s)",
+    ]
+    lines += [f"renamed {src} -> {stem}" for src, stem in result.renamed.items()]
+    lines += [f"no person found in {p}" for p in result.skipped]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_photos(
+    images_dir: str | os.PathLike,
+    root: str | os.PathLike,
+    size: tuple[int, int] = (256, 176),
+    pairs: str = "all",
+    split: str = "test",
+    visibility_threshold: float = 0.5,
+    force: bool = False,
+    progress: bool = True,
+    detector: PoseDetector | None = None,
+) -> PrepareResult:
+    """Prepare every photo of ``images_dir`` into the docs/design.md §4 layout under ``root``.
+
+    ``split``: ``test``, ``train`` or ``both``. Photos without a person are skipped and
+    listed in ``root/prepare_report.txt`` (also returned). Raises SPGNetError for a
+    missing or empty folder, a file that is not a readable image, a bad ``size``, or
+    when no photo shows a person. ``detector`` (e.g. one kept across calls) overrides
+    ``visibility_threshold``.
+    """
+    t0 = time.perf_counter()
+    images_dir, root = Path(images_dir), Path(root)
+    try:
+        height, width = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise SPGNetError(f"size must be (height, width), got {size!r}") from None
+    if height < 16 or width < 16:
+        raise SPGNetError(f"size {height}x{width}: height and width must be at least 16")
+    splits = _splits(split)
+    if pairs not in PAIR_MODES:
+        raise SPGNetError(f"--pairs {pairs!r}: choose from {', '.join(PAIR_MODES)}")
+    photos = list_photos(images_dir)
+    stems = _stems(photos)
+    _check_headers(photos)
+    _check_out(root, splits, force)
+
+    own = detector is None
+    det = PoseDetector(visibility_threshold) if own else detector
+    names: list[str] = []
+    annotations: dict[str, np.ndarray] = {}
+    skipped: list[Path] = []
+    try:
+        for path in tqdm(photos, desc="prepare", unit="photo", disable=not progress):
+            prepared = prepare_photo(load_photo(path), (height, width), det)
+            if prepared is None:
+                skipped.append(path)
+                continue
+            name = f"{stems[path]}.png"
+            for s in splits:
+                save_image(prepared.image, root / s / name)
+            save_image(prepared.parsing, root / "parsing" / f"{stems[path]}.png")
+            names.append(name)
+            annotations[name] = prepared.keypoints
+    finally:
+        if own:
+            det.close()
+
+    pair_list = make_pairs(names, pairs)
+    result = PrepareResult(
+        root=root, splits=splits, size=(height, width), names=names, skipped=skipped, pairs=pair_list,
+        seconds=time.perf_counter() - t0,
+        renamed={p.name: stems[p] for p in photos if stems[p] != p.stem},
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / REPORT_NAME, _report(result, images_dir, len(photos)))
+    if not names:
+        raise SPGNetError(f"{images_dir}: no person found in any of the {len(photos)} photo(s) (see {root / REPORT_NAME})")
+    for s in splits:
+        write_annotation_csv(root / f"annotation-{s}.csv", annotations)
+        write_pairs_csv(root / f"pairs-{s}.csv", pair_list)
+    return result
+
+
+__all__ = [
+    "PHOTO_SUFFIXES", "PAIR_MODES", "SPLIT_CHOICES", "REPORT_NAME", "PreparedImage", "PrepareResult",
+    "load_photo", "list_photos", "output_stem", "prepare_photo", "make_pairs", "prepare_photos",
+]

@@ -1,0 +1,115 @@
+"""File helpers: atomic writes and 8-bit image I/O with errors that name the file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from spgnet import SPGNetError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename,
+    so a crash never leaves a half-written file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file"):
+    """The parsed content of a UTF-8 JSON file; SPGNetError naming the file (and ``what`` it
+    should be) when it is missing, unreadable or not JSON. The one JSON reader of the package."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SPGNetError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise SPGNetError(f"{path}: is a directory, expected a {what}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SPGNetError(f"{path}: invalid JSON: the {what} is not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise SPGNetError(f"{path}: cannot read {what} ({exc.strerror})") from None
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` uint8 RGB; raise SPGNetError naming the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise SPGNetError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SPGNetError(f"{path}: cannot decode image ({exc})") from None
+
+
+def load_label_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a label PNG (mode L or P) as ``(H, W)`` uint8 labels, never palette-converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise SPGNetError(f"{path}: parsing must be a single-channel label PNG, got mode {im.mode}")
+            return np.asarray(im).astype(np.uint8) if im.mode in ("L", "P") else np.asarray(im).astype(np.int64).clip(0, 255).astype(np.uint8)
+    except FileNotFoundError:
+        raise SPGNetError(f"{path}: parsing file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SPGNetError(f"{path}: cannot decode parsing PNG ({exc})") from None
+
+
+def encode_png(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of an ``(H, W)`` / ``(H, W, 3)`` uint8 array (level 1: fast, larger files)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def save_image(array: np.ndarray, path: str | os.PathLike, quality: int = 95) -> None:
+    """Atomically write a uint8 ``(H, W, 3)`` or ``(H, W)`` array; format from the suffix."""
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise SPGNetError(f"{path}: unsupported image suffix (use .png or .jpg)")
+    buf = io.BytesIO()
+    kwargs = {"quality": quality} if fmt == "JPEG" else {}
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format=fmt, **kwargs)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def image_to_tensor(array: np.ndarray):
+    """uint8 ``(H, W, 3)`` -> float ``(3, H, W)`` in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(t) -> np.ndarray:
+    """float ``(3, H, W)`` in [-1, 1] -> uint8 ``(H, W, 3)`` (rounded, clamped)."""
+    return t.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).cpu().numpy()

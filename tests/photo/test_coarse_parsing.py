@@ -1,0 +1,135 @@
+"""Coarse parsing from a mask and keypoints, on hand-drawn stick people: labels at points
+whose body part is known by construction, full coverage of the mask, nothing outside it,
+left/right by the person's sides, mirror symmetry, and the fallbacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import disk, polygon
+
+from spgnet import SPGNetError
+from spgnet.photo.coarse_parsing import _segment_distances, coarse_parsing
+from spgnet.parsing import LABEL_INDEX, flip_labels
+from spgnet.pose import KEYPOINT_NAMES, flip_keypoints
+
+H, W = 200, 120
+L = LABEL_INDEX
+
+# A frontal person: its right side on the image's left (x, y).
+FRONT = {
+    "nose": (60, 30), "neck": (60, 50), "r-shoulder": (40, 52), "r-elbow": (30, 80), "r-wrist": (26, 105),
+    "l-shoulder": (80, 52), "l-elbow": (90, 80), "l-wrist": (94, 105), "r-hip": (48, 110), "r-knee": (47, 145),
+    "r-ankle": (46, 178), "l-hip": (72, 110), "l-knee": (73, 145), "l-ankle": (74, 178),
+    "r-eye": (55, 25), "l-eye": (65, 25), "r-ear": (49, 28), "l-ear": (71, 28),
+}
+
+
+def keypoints(joints: dict) -> np.ndarray:
+    kp = np.full((18, 2), -1.0, np.float32)
+    for name, xy in joints.items():
+        kp[KEYPOINT_NAMES.index(name)] = xy
+    return kp
+
+
+def draw_person(joints: dict) -> np.ndarray:
+    """A silhouette drawn with skimage: head disk, torso polygon, thick limbs, feet."""
+    mask = np.zeros((H, W), bool)
+
+    def thick(a, b, r):
+        for t in np.linspace(0, 1, 60):
+            x, y = (1 - t) * np.asarray(joints[a], float) + t * np.asarray(joints[b], float)
+            mask[disk((y, x), r, shape=mask.shape)] = True
+
+    mask[disk((28, 60), 17, shape=mask.shape)] = True
+    corners = [joints[n] for n in ("r-shoulder", "l-shoulder", "l-hip", "r-hip")]
+    rr, cc = polygon([c[1] for c in corners], [c[0] for c in corners], shape=mask.shape)
+    mask[rr, cc] = True
+    thick("neck", "nose", 6)
+    for a, b, r in (("r-shoulder", "r-elbow", 6), ("r-elbow", "r-wrist", 5), ("l-shoulder", "l-elbow", 6),
+                    ("l-elbow", "l-wrist", 5), ("r-hip", "r-knee", 8), ("r-knee", "r-ankle", 6),
+                    ("l-hip", "l-knee", 8), ("l-knee", "l-ankle", 6)):
+        thick(a, b, r)
+    for side in ("r", "l"):
+        x, y = joints[f"{side}-ankle"]
+        mask[int(y) : int(y) + 12, int(x) - 6 : int(x) + 7] = True  # a foot below the ankle
+    return mask
+
+
+def label_at(labels, x, y):
+    return int(labels[int(round(y)), int(round(x))])
+
+
+def test_segment_distance_matches_dense_sampling():
+    segments = np.array([[[3.0, 4.0], [17.5, 9.0]], [[10.0, 2.0], [10.0, 2.0]], [[-5.0, 30.0], [8.0, 12.0]]])
+    got = _segment_distances(segments, 25, 21)
+    t = np.linspace(0, 1, 4001)
+    ys, xs = np.mgrid[0:25, 0:21]
+    for s, (a, b) in enumerate(segments):
+        pts = a[None] + t[:, None] * (b - a)[None]  # dense points on the segment
+        ref = np.sqrt(((xs[..., None] - pts[:, 0]) ** 2 + (ys[..., None] - pts[:, 1]) ** 2).min(-1))
+        np.testing.assert_allclose(got[s], ref, atol=5e-3)
+
+
+def test_frontal_person_parts():
+    mask, kp = draw_person(FRONT), keypoints(FRONT)
+    labels = coarse_parsing(mask, kp)
+    assert labels.shape == (H, W) and labels.dtype == np.uint8
+    assert (labels[~mask] == 0).all()
+    assert (labels[mask] > 0).all()  # every mask pixel has a part
+    assert set(np.unique(labels)) <= {0, 2, 5, 9, 13, 14, 15, 18, 19}
+    assert label_at(labels, 60, 30) == L["face"]
+    assert label_at(labels, 60, 13) == L["hair"]  # top of the head
+    assert label_at(labels, 60, 80) == L["upper-clothes"]
+    assert label_at(labels, 28, 92) == L["right-arm"]  # the person's right forearm, image left
+    assert label_at(labels, 92, 92) == L["left-arm"]
+    assert label_at(labels, 47, 128) == L["pants"] and label_at(labels, 73, 160) == L["pants"]
+    assert label_at(labels, 46, 186) == L["right-shoe"]
+    assert label_at(labels, 74, 186) == L["left-shoe"]
+    # every part is present
+    for name in ("face", "hair", "upper-clothes", "pants", "left-arm", "right-arm", "left-shoe", "right-shoe"):
+        assert (labels == L[name]).sum() > 20, name
+
+
+def test_mirror_symmetry():
+    """Mirroring image and keypoints mirrors the parsing with left/right classes swapped."""
+    mask, kp = draw_person(FRONT), keypoints(FRONT)
+    labels = coarse_parsing(mask, kp)
+    mirrored = coarse_parsing(mask[:, ::-1], flip_keypoints(kp, W))
+    expected = flip_labels(labels[:, ::-1])
+    assert (mirrored == expected).mean() > 0.995
+
+
+def test_arm_in_front_of_the_torso_stays_arm():
+    joints = dict(FRONT, **{"r-elbow": (45, 95), "r-wrist": (68, 88)})
+    labels = coarse_parsing(draw_person(FRONT), keypoints(joints))
+    assert label_at(labels, 56, 92) == L["right-arm"]  # forearm across the belly
+    assert label_at(labels, 75, 70) == L["upper-clothes"]  # the chest away from the arm
+
+
+def test_back_view_head_is_hair():
+    joints = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
+    labels = coarse_parsing(draw_person(FRONT), keypoints(joints))
+    assert label_at(labels, 60, 28) == L["hair"]
+    assert not (labels == L["face"]).any()
+
+
+def test_half_body_without_hips_has_no_pants():
+    joints = {k: v for k, v in FRONT.items() if k[2:] not in ("hip", "knee", "ankle")}
+    mask = draw_person(FRONT)
+    mask[120:] = False  # cut at the waist
+    labels = coarse_parsing(mask, keypoints(joints))
+    assert (labels[mask] > 0).all() and (labels[~mask] == 0).all()
+    assert not np.isin(labels, [L["pants"], L["left-shoe"], L["right-shoe"]]).any()
+    assert label_at(labels, 60, 105) == L["upper-clothes"]  # where pants would begin
+
+
+def test_fallbacks_and_errors():
+    mask = draw_person(FRONT)
+    labels = coarse_parsing(mask, np.full((18, 2), -1.0))
+    assert (labels[mask] == L["upper-clothes"]).all() and (labels[~mask] == 0).all()
+    assert (coarse_parsing(np.zeros((H, W), bool), keypoints(FRONT)) == 0).all()
+    with pytest.raises(SPGNetError):
+        coarse_parsing(mask, np.zeros((17, 2)))
+    with pytest.raises(SPGNetError):
+        coarse_parsing(mask[None], keypoints(FRONT))

@@ -1,0 +1,215 @@
+"""Keypoints from photos (mediapipe BlazePose -> OpenPose-18): the mapping against
+mediapipe's own landmark names, a real photo (skimage's astronaut) against hand-read
+facts, synthetic people against their ground-truth keypoints, no person, determinism.
+The coarse parsing of the detected astronaut is checked here too (it needs the mask)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage import data
+
+from spgnet import SPGNetError
+from spgnet.photo.coarse_parsing import coarse_parsing
+from spgnet.photo.detect import PoseDetector, detect, detect_keypoints, landmarks_to_openpose18
+from spgnet.pose import FLIP_INDEX, KEYPOINT_NAMES
+
+# OpenPose-18 name -> BlazePose landmark name (mediapipe's PoseLandmark enum), written out
+# from docs/design.md §2/§11; the neck is the shoulders' midpoint.
+OPENPOSE_FROM_BLAZEPOSE = {
+    "nose": "NOSE", "r-shoulder": "RIGHT_SHOULDER", "r-elbow": "RIGHT_ELBOW", "r-wrist": "RIGHT_WRIST",
+    "l-shoulder": "LEFT_SHOULDER", "l-elbow": "LEFT_ELBOW", "l-wrist": "LEFT_WRIST",
+    "r-hip": "RIGHT_HIP", "r-knee": "RIGHT_KNEE", "r-ankle": "RIGHT_ANKLE",
+    "l-hip": "LEFT_HIP", "l-knee": "LEFT_KNEE", "l-ankle": "LEFT_ANKLE",
+    "r-eye": "RIGHT_EYE", "l-eye": "LEFT_EYE", "r-ear": "RIGHT_EAR", "l-ear": "LEFT_EAR",
+}
+
+# Read off skimage.data.astronaut() (512 x 512) by eye: the face lies in this box (x0, y0, x1, y1).
+ASTRONAUT_FACE_BOX = (160, 60, 290, 170)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with PoseDetector() as det:
+        yield det
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def astronaut_detection(detector, astronaut):
+    found = detector([astronaut])
+    assert len(found) == 1 and found[0] is not None, "no person found on the astronaut"
+    return found[0]
+
+
+def blazepose_index() -> dict[str, int]:
+    from mediapipe.python.solutions.pose import PoseLandmark
+
+    return {p.name: int(p.value) for p in PoseLandmark}
+
+
+def distance_to_mask(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Euclidean distance in pixels from each (x, y) point to the nearest mask pixel."""
+    dist = ndimage.distance_transform_edt(~mask)
+    xy = np.rint(points).astype(int)
+    return dist[xy[:, 1], xy[:, 0]]
+
+
+# -- the mapping -------------------------------------------------------------------------
+
+
+def test_mapping_follows_the_landmark_names():
+    index = blazepose_index()
+    assert len(index) == 33
+    lm = np.zeros((33, 3), np.float32)
+    lm[:, 0] = 3.0 + np.arange(33)  # landmark i at (3 + i, 40 + 2 i): every one distinct, on a 200 x 100 image
+    lm[:, 1] = 40.0 + 2 * np.arange(33)
+    lm[:, 2] = 0.9
+    kp = landmarks_to_openpose18(lm, (200, 100))
+    for j, name in enumerate(KEYPOINT_NAMES):
+        if name == "neck":
+            expected = 0.5 * (lm[index["LEFT_SHOULDER"], :2] + lm[index["RIGHT_SHOULDER"], :2])
+        else:
+            expected = lm[index[OPENPOSE_FROM_BLAZEPOSE[name]], :2]
+        np.testing.assert_allclose(kp[j], expected, err_msg=name)
+
+
+def test_mapping_drops_invisible_and_off_image_joints():
+    index = blazepose_index()
+    lm = np.zeros((33, 3), np.float32)
+    lm[:, :2] = (50.0, 60.0)
+    lm[:, 2] = 0.9
+    lm[index["LEFT_SHOULDER"], 2] = 0.3  # below the threshold -> l-shoulder and neck missing
+    lm[index["RIGHT_KNEE"], :2] = (120.0, 10.0)  # right of a 100-wide image
+    lm[index["LEFT_KNEE"], :2] = (99.4, 199.3)  # within half a pixel of the corner: kept, clamped
+    lm[index["NOSE"], :2] = (-0.7, 10.0)  # more than half a pixel left of the image
+    kp = landmarks_to_openpose18(lm, (200, 100), visibility_threshold=0.5)
+    name = {n: j for j, n in enumerate(KEYPOINT_NAMES)}
+    for gone in ("l-shoulder", "neck", "r-knee", "nose"):
+        assert (kp[name[gone]] == -1).all(), gone
+    np.testing.assert_allclose(kp[name["l-knee"]], (99.0, 199.0))
+    np.testing.assert_allclose(kp[name["r-shoulder"]], (50.0, 60.0))
+    # a lower threshold keeps the shoulder, and the neck comes back
+    kp = landmarks_to_openpose18(lm, (200, 100), visibility_threshold=0.2)
+    assert (kp[name["l-shoulder"]] >= 0).all() and (kp[name["neck"]] >= 0).all()
+
+
+# -- a real photo ------------------------------------------------------------------------
+
+
+def test_person_found_on_the_astronaut(astronaut_detection, astronaut):
+    d = astronaut_detection
+    h, w = astronaut.shape[:2]
+    assert d.keypoints.shape == (18, 2) and d.keypoints.dtype == np.float32
+    assert d.mask.shape == (h, w) and d.mask.dtype == bool
+    assert 0.2 < d.mask.mean() < 0.7  # a half-length portrait
+    assert 0.0 < d.score <= 1.0
+    present = (d.keypoints >= 0).all(1)
+    for name in ("nose", "neck", "r-shoulder", "l-shoulder", "r-eye", "l-eye"):
+        assert present[KEYPOINT_NAMES.index(name)], f"{name} not found"
+    kp = d.keypoints[present]
+    assert (kp[:, 0] <= w - 1).all() and (kp[:, 1] <= h - 1).all()
+    x0, y0, x1, y1 = ASTRONAUT_FACE_BOX
+    for name in ("nose", "r-eye", "l-eye"):
+        x, y = d.keypoints[KEYPOINT_NAMES.index(name)]
+        assert x0 <= x <= x1 and y0 <= y <= y1, f"{name} at ({x:.0f}, {y:.0f}) is not on the face"
+
+
+def test_astronaut_keypoints_lie_on_the_mask(astronaut_detection):
+    d = astronaut_detection
+    kp = d.keypoints[(d.keypoints >= 0).all(1)]
+    assert distance_to_mask(d.mask, kp).max() <= 4.0
+
+
+def test_frontal_person_right_side_is_image_left(astronaut_detection):
+    kp = astronaut_detection.keypoints
+    j = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    assert kp[j["r-shoulder"], 0] < kp[j["l-shoulder"], 0]
+    assert kp[j["r-eye"], 0] < kp[j["l-eye"], 0]
+    assert kp[j["r-shoulder"], 0] < kp[j["neck"], 0] < kp[j["l-shoulder"], 0]
+
+
+def test_coarse_parsing_of_the_astronaut(astronaut_detection):
+    d = astronaut_detection
+    labels = coarse_parsing(d.mask, d.keypoints)
+    assert labels.shape == d.mask.shape and labels.dtype == np.uint8
+    assert (labels[~d.mask] == 0).all()
+    assert (labels[d.mask] > 0).mean() >= 0.9
+    j = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    nose = np.rint(d.keypoints[j["nose"]]).astype(int)
+    assert labels[nose[1], nose[0]] == 13  # face
+    neck = d.keypoints[j["neck"]]
+    below = np.rint(neck + (0, 80)).astype(int)  # the chest, 80 px below the neck
+    assert labels[below[1], below[0]] == 5  # upper-clothes
+    top_of_head = np.flatnonzero(d.mask[:, nose[0]])[0]
+    assert labels[top_of_head + 3, nose[0]] == 2  # hair on top
+
+
+# -- no person, batches, determinism -----------------------------------------------------
+
+
+def test_no_person_in_blank_images(detector):
+    blank = [np.zeros((256, 176, 3), np.uint8), np.full((128, 128, 3), 200, np.uint8)]
+    assert detector(blank) == [None, None]
+    kp = detect_keypoints(np.stack([blank[0], blank[0]]), detector=detector)
+    assert kp.shape == (2, 18, 2) and (kp == -1).all()
+
+
+def test_deterministic_and_independent_of_the_batch(detector, astronaut, astronaut_detection):
+    blank = np.zeros((96, 64, 3), np.uint8)
+    again = detector([blank, astronaut, astronaut])
+    assert again[0] is None
+    with PoseDetector() as fresh:
+        other = fresh([astronaut])[0]
+    for d in (again[1], again[2], other):
+        np.testing.assert_array_equal(d.keypoints, astronaut_detection.keypoints)
+        np.testing.assert_array_equal(d.mask, astronaut_detection.mask)
+        np.testing.assert_array_equal(d.landmarks, astronaut_detection.landmarks)
+
+
+def test_detect_builds_a_detector_and_checks_input(astronaut, astronaut_detection):
+    found = detect([astronaut])  # its own detector, default threshold
+    np.testing.assert_array_equal(found[0].keypoints, astronaut_detection.keypoints)
+    with pytest.raises(SPGNetError, match="uint8"):
+        detect([astronaut.astype(np.float32)])
+    with pytest.raises(SPGNetError, match="threshold"):
+        PoseDetector(visibility_threshold=1.5)
+
+
+# -- synthetic people with ground truth --------------------------------------------------
+
+
+def render_synthetic(seed: int, view: str):
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng(seed)
+    return render_person(sample_identity(rng), sample_pose(rng, view=view, zoom=False), (256, 176))
+
+
+@pytest.mark.parametrize("seed,view", [(100, "front"), (3, "front"), (102, "back")])
+def test_synthetic_person_matches_ground_truth(detector, seed, view):
+    person = render_synthetic(seed, view)
+    d = detector([person["image"]])[0]
+    assert d is not None
+    gt, kp = person["keypoints"], d.keypoints
+    both = (gt >= 0).all(1) & (kp >= 0).all(1)
+    assert both.sum() >= 10
+    err = np.linalg.norm(kp - gt, axis=1)[both]
+    assert np.median(err) < 6.0 and np.percentile(err, 90) < 15.0, err.round(1)
+    # each side-specific joint is nearer its own ground truth than its mirror partner's
+    partner = np.array(FLIP_INDEX)
+    sided = both & (partner != np.arange(18)) & (gt[partner] >= 0).all(1)
+    own = np.linalg.norm(kp - gt, axis=1)[sided]
+    swapped = np.linalg.norm(kp - gt[partner], axis=1)[sided]
+    assert (own < swapped).mean() >= 0.9
+    # person mask against the rendered silhouette
+    silhouette = person["parsing"] > 0
+    iou = (silhouette & d.mask).sum() / (silhouette | d.mask).sum()
+    assert iou > 0.9
+    assert distance_to_mask(d.mask, kp[(kp >= 0).all(1)]).max() <= 4.0
