@@ -93,3 +93,15 @@ def test_torch_free_modules_import_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(SRC.parent)})
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_inference_never_imports_training():
+    """Generating, transferring and scoring load only what inference needs."""
+    inference = ("spgnet.pipeline", "spgnet.photo", "spgnet.evaluation", "spgnet.apps.generate")
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        me = module_name(path)
+        if any(me == m or me.startswith(m + ".") for m in inference):
+            wrong += [f"{me}:{line} imports {target}" for line, target in imports(path)
+                      if target == "spgnet.training" or target.startswith("spgnet.training.")]
+    assert not wrong, "\n".join(wrong)
