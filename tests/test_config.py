@@ -86,6 +86,7 @@ def test_there_are_config_files():
     ("data.pose.kind=heatmaps", ("data.pose.kind", "'heatmaps'", _join(POSE_KINDS))),
     ("model.generator.variant=sean", ("model.generator.variant", "'sean'", "full, sean-only")),
     ("model.generator.upsample_norm=middle", ("model.generator.upsample_norm", "before, after")),
+    ("model.generator.noise_layout=cuda", ("model.generator.noise_layout", "device, official")),
     ("model.spatn.input=pose", ("model.spatn.input", "parsing, image")),
     ("model.discriminator.norm=layer", ("model.discriminator.norm", "batch, instance, none")),
 ])

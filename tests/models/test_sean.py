@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spgnet.models.sean import ACE
+from spgnet.models.sean import ACE, SemanticCondition
 from spgnet.models.style import StyleEncoder, region_average_pool
 
 K = 20
@@ -157,3 +157,30 @@ def test_style_encoder_codes_any_size():
     assert codes.shape == (2, K, 8)
     torch.testing.assert_close(codes, loop_region_average(features, labels), rtol=1e-5, atol=1e-6)
     assert not codes[:, 5:].any()
+
+
+@pytest.mark.parametrize("layout", ["device", "official"])
+def test_noise_layouts_draw_what_they_say(layout):
+    """With a seed, the noise ACE adds is randn(B, 1, H, W) ("device") or the official
+    release's randn(B, W, H, 1) transposed ("official"): recovered from the output as
+    (out(noise_scale=1) - out(noise_scale=0)) / ((1 + γ) / sqrt(1 + eps)) in eval mode."""
+    torch.manual_seed(0)
+    b, c, h, w = 2, 3, 6, 5  # H != W: a transposed draw cannot pass for the other one
+    ace = ACE(c, style_dim=4, kernel_size=3, spade_hidden=4, noise_layout=layout).eval()
+    x = torch.randn(b, c, h, w)
+    parsing = onehot(blocky_labels(b, h, w, 1, seed=1))
+    codes = torch.randn(b, K, 4)
+    with torch.no_grad():
+        out0 = ace(x, parsing, codes)  # noise_scale is 0 at initialisation
+        ace.noise_scale.fill_(1.0)
+        torch.manual_seed(123)
+        out1 = ace(x, parsing, codes)
+        scale = ace.modulation(SemanticCondition(parsing, codes), (h, w), x.dtype)[:, :c]  # 1 + γ
+    recovered = (out1 - out0) * math.sqrt(1 + ace.norm.eps) / scale  # (B, C, H, W), equal over C
+    torch.manual_seed(123)
+    if layout == "official":
+        raw = torch.randn(b, w, h, 1)
+        expected = torch.stack([torch.stack([raw[i, :, :, 0].t() for i in range(b)])], 1)  # [i, 0, y, x] = raw[i, x, y, 0]
+    else:
+        expected = torch.randn(b, 1, h, w)
+    torch.testing.assert_close(recovered, expected.expand(b, c, h, w), rtol=1e-4, atol=1e-4)

@@ -28,6 +28,7 @@ VARIANTS: tuple[str, ...] = ("full", "sean-only", "spade", "baseline-s", "baseli
 NUM_PARSING_CLASSES = 20  # CIHP labels (spgnet.parsing.NUM_CLASSES; not imported: no torch here)
 UPSAMPLE_NORMS: tuple[str, ...] = ("before", "after")  # model.generator.upsample_norm
 PAD_MODES: tuple[str, ...] = ("replicate", "reflect", "zeros")  # model.generator.pad_mode
+NOISE_LAYOUTS: tuple[str, ...] = ("device", "official")  # model.generator.noise_layout
 SPATN_INPUTS: tuple[str, ...] = ("parsing", "image")  # model.spatn.input
 SPATN_NORMS: tuple[str, ...] = ("batch", "instance")  # model.spatn.norm
 DISCRIMINATOR_NORMS: tuple[str, ...] = ("batch", "instance", "none")  # model.discriminator.norm
@@ -171,6 +172,11 @@ class GeneratorConfig:
     # Style gamma/beta convs evaluated on the 20 class masks with per-sample kernels
     # (exact, ~6x fewer FLOPs; docs/design.md §12) instead of on the 128-channel broadcast map.
     factorized_style_conv: bool = True
+    # How each ACE draws its per-pixel noise (docs/design.md §14); the distribution is the same:
+    # "device": randn(B, 1, H, W) on the model's device; "official": the official release's
+    # draw, randn(B, W, H, 1) from the CPU generator transposed to (B, 1, H, W) and moved to
+    # the device, so a converted official model with a given seed adds the official numbers.
+    noise_layout: str = "device"
 
     def __post_init__(self) -> None:
         s = "model.generator"
@@ -182,6 +188,7 @@ class GeneratorConfig:
         check_choice(self.upsample_norm, f"{s}.upsample_norm", UPSAMPLE_NORMS)
         check_choice(self.pad_mode, f"{s}.pad_mode", PAD_MODES)
         check_bool(self.factorized_style_conv, f"{s}.factorized_style_conv")
+        check_choice(self.noise_layout, f"{s}.noise_layout", NOISE_LAYOUTS)
 
     @property
     def uses_style(self) -> bool:

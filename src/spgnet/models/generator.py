@@ -139,7 +139,8 @@ class SPGNetGenerator(nn.Module):
         self.bottleneck = conv_bn(2 * top, top, 1)
         norm = partial(make_norm, conditional=cfg.uses_semantic_norm, label_nc=NUM_PARSING_CLASSES,
                        style_dim=cfg.style_dim, kernel_size=cfg.ace_kernel, spade_hidden=cfg.spade_hidden,
-                       use_style=cfg.uses_style, factorized=cfg.factorized_style_conv)
+                       use_style=cfg.uses_style, factorized=cfg.factorized_style_conv,
+                       noise_layout=cfg.noise_layout)
         self.decoder = nn.ModuleList(
             DecoderScale(cfg.width(level + 1), cfg.width(level), cfg.num_res_blocks, norm,
                          norm_before=cfg.upsample_norm == "before")

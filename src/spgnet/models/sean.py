@@ -163,12 +163,14 @@ class ACE(nn.Module):
     """
 
     def __init__(self, channels: int, *, label_nc: int = 20, style_dim: int = 128, kernel_size: int = 5,
-                 spade_hidden: int = 64, use_style: bool = True, factorized: bool = True):
+                 spade_hidden: int = 64, use_style: bool = True, factorized: bool = True,
+                 noise_layout: str = "device"):
         super().__init__()
         self.channels = channels
         self.label_nc = label_nc
         self.use_style = use_style
         self.factorized = factorized
+        self.noise_layout = noise_layout
         self.noise_scale = nn.Parameter(torch.zeros(channels))
         self.norm = nn.BatchNorm2d(channels, affine=False)
         self.semantic = SemanticModulation(channels, label_nc, spade_hidden, kernel_size)
@@ -289,6 +291,13 @@ class ACE(nn.Module):
                                 + bias)
         return out
 
+    def draw_noise(self, b: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Per-pixel N(0, 1) noise ``(B, 1, H, W)``, shared over channels, drawn as
+        ``noise_layout`` says (``model.generator.noise_layout``)."""
+        if self.noise_layout == "official":  # the official draw: CPU generator, (B, W, H, 1), float32
+            return torch.randn(b, w, h, 1).transpose(1, 3).to(device=device, dtype=dtype)
+        return torch.randn(b, 1, h, w, device=device, dtype=dtype)
+
     def forward(self, x: torch.Tensor, parsing: torch.Tensor | SemanticCondition,
                 codes: torch.Tensor | None = None) -> torch.Tensor:
         """x ``(B, C, H, W)``; parsing one-hot ``(B, K, h, w)`` (resized nearest to H×W) and
@@ -302,7 +311,7 @@ class ACE(nn.Module):
             codes = cond.codes
             raise ValueError(f"ACE({self.channels}): style codes (B, {self.label_nc}, D) required, "
                              f"got {None if codes is None else tuple(codes.shape)}")
-        noise = torch.randn(b, 1, h, w, device=x.device, dtype=x.dtype)
+        noise = self.draw_noise(b, h, w, x.device, x.dtype)
         normalized = self.norm(torch.addcmul(x, noise, self.noise_scale.view(1, c, 1, 1).to(x.dtype)))
         scale, shift = self.modulation(cond, (h, w), normalized.dtype).chunk(2, dim=1)  # 1 + γ, β
         return torch.addcmul(shift, normalized, scale)
