@@ -33,6 +33,8 @@ SCHEMES: tuple[str, ...] = ("parallel", "sequential", "joint")  # train.scheme
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")  # train.amp
 FLOW_KINDS: tuple[str, ...] = ("part-affine", "file", "none")  # train.flow
 GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge")  # train.gan_mode
+# The target parsing stage 2 sees at inference (`generate --target-parsing`; spgnet.pipeline).
+TARGET_PARSINGS: tuple[str, ...] = ("ours", "provided", "ground-truth")
 # train.device: what training.distributed.resolve_device is given ("cuda" = this rank's GPU).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
@@ -106,6 +108,9 @@ class DatasetConfig:
     pairs_file: str = "pairs-{split}.csv"
     parsing_dir: str = "parsing"
     flow_dir: str = "flow"
+    # Provided target parsing per pair, <from-stem>___<to-stem>.png (e.g. the official release's
+    # stage-1 predictions, imported by `spgnet import-official`): `generate --target-parsing provided`.
+    pred_parsing_dir: str = "parsing-pred"
     # Expected size of the images on disk (H, W); the validator checks it. None = any.
     image_size: list[int] | None = None
     # Optional crop (top, left, height, width) applied on the disk image before resizing,
@@ -123,7 +128,8 @@ class DatasetConfig:
 
     def __post_init__(self) -> None:
         s = "data"
-        for name in ("root", "image_dir", "annotation_file", "pairs_file", "parsing_dir", "flow_dir"):
+        for name in ("root", "image_dir", "annotation_file", "pairs_file", "parsing_dir", "flow_dir",
+                     "pred_parsing_dir"):
             check_str(getattr(self, name), f"{s}.{name}")
         self.load_size = _size(self.load_size, f"{s}.load_size")
         self.image_size = _size(self.image_size, f"{s}.image_size", optional=True)
@@ -354,7 +360,7 @@ def dump_config(cfg) -> str:
 
 
 __all__ = [
-    "POSE_KINDS", "POSE_CHANNELS", "SCHEMES", "AMP_MODES", "FLOW_KINDS", "GAN_MODES", "DEVICES",
+    "POSE_KINDS", "POSE_CHANNELS", "TARGET_PARSINGS", "SCHEMES", "AMP_MODES", "FLOW_KINDS", "GAN_MODES", "DEVICES",
     "PACKAGED_CONFIG_DIR", "packaged_config", "packaged_configs", "resolve_config_path",
     "ConfigValueError", "LossWeights", "PoseConfig", "DatasetConfig", "TrainConfig", "Config", "load_config",
     "apply_overrides",

@@ -41,6 +41,8 @@ def official(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     (src / "img" / "img").mkdir(parents=True)
     (src / "seg").mkdir()
     (src / "label" / "split.json").write_text(json.dumps(SPLIT))
+    (src / "pred_seg").mkdir()
+    Image.fromarray(rng.integers(0, 20, (H, W), dtype=np.uint8)).save(src / "pred_seg" / "C_1___C_2.png")
     poses = {}
     for sid in IDS:
         Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8)).save(src / "img" / "img" / f"{sid}.jpg")
@@ -86,6 +88,47 @@ def test_import_copies_and_converts(official, tmp_path):
     assert report.counts() == {"missing parsing": 1}, report.format()
     sample = PairDataset(DatasetConfig(root=str(out), load_size=[H, W]), "test")[0]
     np.testing.assert_array_equal(sample["tgt_kp"].numpy(), poses["C_2"].astype(np.float32))
+    # the official stage-1 prediction of the test pair's target parsing, per pair
+    assert result.pair_parsing == 1 and result.missing_pair_parsing == {"train": 3, "test": 0}
+    predicted = np.asarray(Image.open(src / "pred_seg" / "C_1___C_2.png"))
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "parsing-pred" / "C_1___C_2.png")), predicted)
+    sample = PairDataset(DatasetConfig(root=str(out), load_size=[H, W]), "test", provided_parsing=True)[0]
+    np.testing.assert_array_equal(sample["tgt_parsing_provided"].numpy(), predicted)
+    assert not np.array_equal(sample["tgt_parsing"].numpy(), predicted)  # the ground truth is another map
+
+
+def test_market_per_pair_parsing_is_cropped_and_resized_as_the_official_loader(tmp_path):
+    """Market keeps every parsing per pair, 2H x 4W with the person in columns W..3W at twice
+    the size; the official loader crops those columns and resizes with index floor(i * 2)."""
+    h, w = 16, 8
+    src = tmp_path / "market1501"
+    rng = np.random.default_rng(1)
+    for folder in ("label", "img/train", "img/test", "seg"):
+        (src / folder).mkdir(parents=True)
+    (src / "label" / "split.json").write_text(json.dumps({"train": [["a", "b"]], "test": [["c", "d"]]}))
+    maps = {}
+    for split, ids in (("train", "ab"), ("test", "cd")):
+        for sid in ids:
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(src / "img" / split / f"{sid}.jpg")
+    for pair in ("a___a", "b___b", "a___b", "c___c", "d___d", "c___d"):
+        maps[pair] = rng.integers(0, 20, (2 * h, 4 * w), dtype=np.uint8)
+        Image.fromarray(maps[pair]).save(src / "seg" / f"{pair}.png")
+    with open(src / "label" / "pose_label.pkl", "wb") as f:
+        pickle.dump({sid: np.full((18, 2), 2.0) for sid in "abcd"}, f, protocol=2)
+    out = tmp_path / "ours"
+    result = import_official(src, out)
+    assert result.pairs == {"train": 1, "test": 1} and result.parsing == 4 and result.pair_parsing == 2
+
+    def official_view(m):  # seg[:, 64:192] then INTER_NEAREST to (w, h), written out by hand
+        crop = m[:, w:3 * w]
+        return np.array([[crop[2 * i, 2 * j] for j in range(w)] for i in range(h)], dtype=np.uint8)
+
+    for sid in "abcd":
+        np.testing.assert_array_equal(np.asarray(Image.open(out / "parsing" / f"{sid}.png")),
+                                      official_view(maps[f"{sid}___{sid}"]))
+    for pair in ("a___b", "c___d"):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / "parsing-pred" / f"{pair}.png")),
+                                      official_view(maps[pair]))
 
 
 def test_import_cli_with_resize(official, tmp_path, capsys):

@@ -10,28 +10,38 @@ from tqdm import tqdm
 
 from spgnet.data.dataset import PairDataset, complete_batch
 from spgnet.utils.io import save_image, tensor_to_image
+from spgnet import SPGNetError
 from spgnet.pipeline import load_pipeline
 from spgnet.utils.device import resolve_device
 
 
 def generated_names(pair_name: str) -> tuple[str, str]:
-    """File names of a pair's generated image and predicted parsing."""
+    """File names of a pair's generated image and the target parsing stage 2 used."""
     return f"{pair_name}.png", f"{pair_name}_parsing.png"
 
 
 @torch.no_grad()
 def generate_split(checkpoint, split: str, out_dir, overrides=None, batch_size: int = 8, workers: int = 2,
-                   device: str = "auto", limit: int = 0, progress: bool = True, seed: int = 0) -> int:
+                   device: str = "auto", limit: int = 0, progress: bool = True, seed: int = 0,
+                   target_parsing: str = "ours") -> int:
     """Generate every pair of ``split`` (the first ``limit`` when > 0) into ``out_dir``;
     returns the number of pairs. ``seed`` seeds the SEAN noise (added at inference too,
-    as in the official code), so the same checkpoint and seed give the same images."""
+    as in the official code), so the same checkpoint and seed give the same images.
+    ``target_parsing`` (:data:`spgnet.config.TARGET_PARSINGS`): the target parsing stage 2
+    sees: stage 1's prediction (``ours``), the dataset's ``pred_parsing_dir`` files
+    (``provided``, e.g. the official stage-1 predictions) or the ground truth."""
     dev = resolve_device(device, what="--device")
     net = load_pipeline(checkpoint, dev, overrides)
+    try:
+        net.check_target_parsing(target_parsing)
+    except SPGNetError as exc:
+        raise SPGNetError(f"checkpoint {checkpoint}: {exc}") from None
     torch.manual_seed(seed)
     if dev.type == "cuda":
         torch.cuda.manual_seed_all(seed)
     cfg = net.cfg
-    dataset = PairDataset(cfg.data, split, return_flow=cfg.train.flow == "file")
+    dataset = PairDataset(cfg.data, split, return_flow=cfg.train.flow == "file",
+                          provided_parsing=target_parsing == "provided")
     if limit:
         dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
@@ -40,7 +50,7 @@ def generate_split(checkpoint, split: str, out_dir, overrides=None, batch_size: 
     count = 0
     for batch in tqdm(loader, desc=f"generate {split}", disable=not progress, dynamic_ncols=True):
         b = complete_batch(batch, cfg.data, dev)
-        out = net.infer(b)
+        out = net.infer(b, target_parsing=target_parsing)
         for i, name in enumerate(b["pair_name"]):
             image_name, parsing_name = generated_names(name)
             save_image(tensor_to_image(out["image"][i]), out_dir / image_name)

@@ -5,6 +5,9 @@ One sample is a (source, target) pair of the same person, sized to ``cfg.load_si
     src_image, tgt_image      (3, H, W) float32   RGB in [-1, 1]
     src_kp, tgt_kp            (18, 2) float32     OpenPose-18 (x, y) at load size, missing -1
     src_parsing, tgt_parsing  (H, W) int64        CIHP labels 0..19
+    tgt_parsing_provided      (H, W) int64        the pair's provided target parsing (e.g. the
+                                                  official stage-1 prediction) [only with
+                                                  provided_parsing=True]
     src_pose, tgt_pose        (C, H, W) float32   pose maps, C = cfg.pose.channels (Eq. 2-3)
                                                   [only with cfg.pose_in_loader]
     src_parsing_onehot, tgt_parsing_onehot
@@ -161,11 +164,18 @@ class PairDataset(Dataset):
     lists them all.
     """
 
-    def __init__(self, cfg: DatasetConfig, split: str, return_flow: bool | None = None):
+    def __init__(self, cfg: DatasetConfig, split: str, return_flow: bool | None = None,
+                 provided_parsing: bool = False):
         self.cfg = cfg
         self.split = split
         self.paths = SplitPaths.of(cfg, split)
         self.return_flow = cfg.use_flow if return_flow is None else bool(return_flow)
+        # also return the pair's provided target parsing (pred_parsing_dir) as tgt_parsing_provided
+        self.provided_parsing = bool(provided_parsing)
+        if self.provided_parsing and not self.paths.pred_parsing_dir.is_dir():
+            raise SPGNetError(f"{self.paths.pred_parsing_dir}: folder of provided target parsings not found "
+                              "(data.pred_parsing_dir; `spgnet import-official` writes it from the official "
+                              "release's pred_seg/)")
         self.size = (int(cfg.load_size[0]), int(cfg.load_size[1]))
         self.crop = tuple(int(v) for v in cfg.crop) if cfg.crop is not None else None
         if self.crop is not None and len(self.crop) != 4:
@@ -201,25 +211,32 @@ class PairDataset(Dataset):
         path = self.paths.image_dir / self._files[stem]
         image = decode_rgb(path)
         h, w = disk_hw = tuple(image.shape[1:])
-        parsing_path = self.paths.parsing(stem)
-        labels = load_label_png(parsing_path)
-        if labels.shape != (h, w):
-            raise SPGNetError(f"{parsing_path}: parsing is {labels.shape[0]}x{labels.shape[1]}, image {path.name} is {h}x{w}")
-        if labels.max(initial=0) >= NUM_CLASSES:
-            raise SPGNetError(f"{parsing_path}: parsing label {int(labels.max())} is not a CIHP label (0..{NUM_CLASSES - 1})")
-        parsing = torch.from_numpy(labels)[None]
+        parsing = self.load_labels(self.paths.parsing(stem), disk_hw, path.name)
         if self.crop is not None:
             check_crop(self.crop, h, w, path)
             top, left, ch, cw = self.crop
             image = image[:, top : top + ch, left : left + cw]
-            parsing = parsing[:, top : top + ch, left : left + cw]
             h, w = ch, cw
         scale = (self.size[1] / w, self.size[0] / h)
         kp = _crop_resize_keypoints(self._kp[stem], self.crop, scale)
         # antialiased bilinear weights are positive: the result stays in [0, 255]
         image = resize_tensor(image.float(), self.size, "bilinear").div_(127.5).sub_(1.0)
-        parsing = resize_tensor(parsing, self.size, "nearest")[0].long()
         return image, torch.from_numpy(kp), parsing, disk_hw
+
+    def load_labels(self, parsing_path: Path, disk_hw: tuple[int, int], image_name: str) -> torch.Tensor:
+        """A CIHP label PNG of an image of disk size ``disk_hw``: checked, cropped (``data.crop``)
+        and resized (nearest) to the load size -> ``(H, W)`` int64."""
+        h, w = disk_hw
+        labels = load_label_png(parsing_path)
+        if labels.shape != (h, w):
+            raise SPGNetError(f"{parsing_path}: parsing is {labels.shape[0]}x{labels.shape[1]}, image {image_name} is {h}x{w}")
+        if labels.max(initial=0) >= NUM_CLASSES:
+            raise SPGNetError(f"{parsing_path}: parsing label {int(labels.max())} is not a CIHP label (0..{NUM_CLASSES - 1})")
+        parsing = torch.from_numpy(labels)[None]
+        if self.crop is not None:
+            top, left, ch, cw = self.crop
+            parsing = parsing[:, top : top + ch, left : left + cw]
+        return resize_tensor(parsing, self.size, "nearest")[0].long()
 
     def get(self, index: int, flip: bool | None = None) -> dict:
         """Sample ``index``; ``flip`` forces (True/False) or draws (None, when hflip is on) the mirror."""
@@ -236,7 +253,10 @@ class PairDataset(Dataset):
         if flip is None:
             flip = self.hflip and bool(torch.rand(()) < 0.5)
         kp = torch.stack([src_kp, tgt_kp])  # (2, 18, 2)
-        parsing = torch.stack([src_parsing, tgt_parsing])  # (2, H, W)
+        parsing = [src_parsing, tgt_parsing]
+        if self.provided_parsing:
+            parsing.append(self.load_labels(self.paths.pred_parsing(a, b), tgt_hw, f"{b} (target of the pair)"))
+        parsing = torch.stack(parsing)  # (2 or 3, H, W): source, target[, provided target]
         images = torch.stack([src_image, tgt_image])  # (2, 3, H, W)
         if flip:
             width = self.size[1]
@@ -251,11 +271,13 @@ class PairDataset(Dataset):
             src_kp=kp[0].contiguous(), tgt_kp=kp[1].contiguous(),
             src_parsing=parsing[0].contiguous(), tgt_parsing=parsing[1].contiguous(),
         )
+        if self.provided_parsing:
+            sample["tgt_parsing_provided"] = parsing[2].contiguous()
         if self.cfg.pose_in_loader:
             pose = pose_maps_from_config(kp, self.size, self.cfg.pose)  # (2, C, H, W)
             sample["src_pose"], sample["tgt_pose"] = pose[0], pose[1]
         if self.cfg.onehot_in_loader:
-            oh = one_hot(parsing)  # (2, 20, H, W)
+            oh = one_hot(parsing[:2])  # (2, 20, H, W)
             sample["src_parsing_onehot"], sample["tgt_parsing_onehot"] = oh[0], oh[1]
         sample.update(from_name=a, to_name=b, pair_name=pair_name(a, b))
         return sample

@@ -7,6 +7,7 @@ Shared by the dataset, the validator and the importers; no torch here.
     ROOT/pairs-{split}.csv          "from,to" image names, with or without extension
     ROOT/parsing/<stem>.png         CIHP label maps
     ROOT/flow/<from-stem>___<to-stem>.corr
+    ROOT/parsing-pred/<from-stem>___<to-stem>.png   a provided target parsing per pair (optional)
 """
 
 from __future__ import annotations
@@ -44,16 +45,21 @@ class SplitPaths:
     pairs_file: Path
     parsing_dir: Path
     flow_dir: Path
+    pred_parsing_dir: Path
 
     @classmethod
     def of(cls, cfg: DatasetConfig, split: str) -> SplitPaths:
-        return cls(*(cfg.path(key, split) for key in ("image_dir", "annotation_file", "pairs_file", "parsing_dir", "flow_dir")))
+        keys = ("image_dir", "annotation_file", "pairs_file", "parsing_dir", "flow_dir", "pred_parsing_dir")
+        return cls(*(cfg.path(key, split) for key in keys))
 
     def parsing(self, stem: str) -> Path:
         return self.parsing_dir / f"{stem}.png"
 
     def flow(self, from_name: str, to_name: str) -> Path:
         return self.flow_dir / f"{pair_name(from_name, to_name)}.corr"
+
+    def pred_parsing(self, from_name: str, to_name: str) -> Path:
+        return self.pred_parsing_dir / f"{pair_name(from_name, to_name)}.png"
 
 
 def index_image_dir(image_dir: Path) -> dict[str, str]:

@@ -10,13 +10,21 @@ The official data folders (DeepFashion ``datasets/deepfashion``, Market
 * ``seg/<id>.png`` (or ``.bmp``): CIHP parsing labels;
 * images: ``img/img/<id>.jpg`` (DeepFashion) or ``img/train``, ``img/test`` (Market).
 
+* per-pair target parsings ``<from>___<to>.png``: DeepFashion ``pred_seg/`` holds the
+  official stage-1 prediction of each test pair's target parsing (what the official test
+  path feeds the generator); Market's release keeps *every* parsing per pair in ``seg/``
+  (``seg/<a>___<a>.png`` is image a's own parsing, ``seg/<a>___<b>.png`` the target
+  parsing of pair (a, b)), as 256×256 maps whose columns 64..191 hold the person at twice
+  the 128×64 image size: the official Market loader crops those columns and resizes them
+  nearest (index ``floor(i · in / out)``, OpenCV's INTER_NEAREST) to 128×64, and so do we.
+
 We write ``OUT/{train,test}/<id>.<ext>``, ``annotation-{split}.csv``,
-``pairs-{split}.csv`` and ``parsing/<id>.png``, optionally resized to ``size``
-(images bilinear, parsing nearest, keypoints ``x' = (x + 0.5) * s - 0.5``).
-Pairs whose image or keypoints are missing are dropped and reported; missing
-parsing maps are reported (``spgnet check OUT`` lists them afterwards). Market's
-release keeps parsing per *pair* (``seg/<from>___<to>.png``) rather than per image;
-those files are not per-image parsing and are not imported.
+``pairs-{split}.csv``, ``parsing/<id>.png`` and ``parsing-pred/<from>___<to>.png`` (the
+per-pair target parsings, read by ``generate --target-parsing provided``), optionally
+resized to ``size`` (images bilinear, parsing nearest, keypoints
+``x' = (x + 0.5) * s - 0.5``). Pairs whose image or keypoints are missing are dropped and
+reported; missing parsing maps are reported (``spgnet check OUT`` lists them afterwards),
+so are pairs without a per-pair target parsing.
 
 **Pickle is only safe on trusted files.** ``pose_label.pkl`` is read with a
 restricted unpickler that can build nothing but builtin containers, strings and
@@ -39,7 +47,7 @@ from PIL import Image, UnidentifiedImageError
 
 from spgnet import SPGNetError
 from spgnet.data.dataset import resize_labels
-from spgnet.data.layout import IMAGE_SUFFIXES, index_image_dir, write_pairs_csv
+from spgnet.data.layout import IMAGE_SUFFIXES, PAIR_SEPARATOR, index_image_dir, pair_name, write_pairs_csv
 from spgnet.utils.io import load_label_png, read_json, save_image
 from spgnet.pose import transform_keypoints, write_annotation_csv
 
@@ -150,6 +158,8 @@ class ImportResult:
     parsing: int = 0
     dropped: dict[str, list[str]] = field(default_factory=dict)  # split -> reasons for dropped pairs
     missing_parsing: list[str] = field(default_factory=list)  # ids without a seg file
+    pair_parsing: int = 0  # per-pair target parsings written to parsing-pred/
+    missing_pair_parsing: dict[str, int] = field(default_factory=dict)  # split -> pairs without one
 
     def summary(self) -> str:
         lines = [f"imported into {self.out}: " + ", ".join(f"{s} {n} pairs" for s, n in self.pairs.items())
@@ -159,6 +169,11 @@ class ImportResult:
                 lines.append(f"dropped {len(reasons)} {split} pair(s), e.g. {reasons[0]}")
         if self.missing_parsing:
             lines.append(f"{len(self.missing_parsing)} image(s) without parsing in seg/, e.g. '{self.missing_parsing[0]}'")
+        lines.append(f"{self.pair_parsing} per-pair target parsing(s) in parsing-pred/ "
+                     "(for generate --target-parsing provided)")
+        for split, n in self.missing_pair_parsing.items():
+            if n:
+                lines.append(f"{n} {split} pair(s) without a per-pair target parsing (pred_seg/ or seg/<a>___<b>.png)")
         return "\n".join(lines)
 
 
@@ -186,11 +201,52 @@ class _ImageFinder:
 
 
 def _find_seg(src: Path, sid: str) -> Path | None:
-    for ext in (".png", ".bmp"):
-        p = src / "seg" / f"{sid}{ext}"
+    """Image ``sid``'s parsing: ``seg/<sid>.png|bmp`` (DeepFashion) or Market's ``seg/<sid>___<sid>.png``."""
+    for name in (f"{sid}.png", f"{sid}.bmp", f"{sid}___{sid}.png"):
+        p = src / "seg" / name
         if p.is_file():
             return p
     return None
+
+
+def _find_pair_seg(src: Path, a: str, b: str) -> Path | None:
+    """Pair (a, b)'s target parsing: ``pred_seg/<a>___<b>.png`` (DeepFashion's stage-1
+    predictions) or ``seg/<a>___<b>.png`` (Market)."""
+    for folder in ("pred_seg", "seg"):
+        p = src / folder / f"{a}{PAIR_SEPARATOR}{b}.png"
+        if p.is_file():
+            return p
+    return None
+
+
+def _nearest_floor(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest resize with source index ``floor(i · in / out)`` (OpenCV's INTER_NEAREST)."""
+    (h, w), (oh, ow) = labels.shape, size
+    rows = np.minimum((np.arange(oh) * h) // oh, h - 1)
+    cols = np.minimum((np.arange(ow) * w) // ow, w - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def _labels_for_image(seg: Path, image_hw: tuple[int, int]) -> np.ndarray:
+    """The labels of ``seg`` in the image's pixels: as they are when the sizes agree; a
+    Market per-pair map (2h × 4w, person in the middle half of the columns) cropped to
+    columns w..3w and resized nearest as the official Market loader does."""
+    labels = load_label_png(seg)
+    h, w = image_hw
+    if labels.shape == (h, w):
+        return labels
+    if labels.shape == (2 * h, 4 * w):
+        return _nearest_floor(labels[:, w:3 * w], (h, w))
+    raise SPGNetError(f"{seg}: parsing is {labels.shape[0]}x{labels.shape[1]}, its image is {h}x{w} "
+                      f"(expected {h}x{w}, or Market's {2 * h}x{4 * w} per-pair map)")
+
+
+def _image_hw(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SPGNetError(f"{path}: cannot read image ({exc})") from None
 
 
 def _locate_pairs(pairs, finder: _ImageFinder, poses: dict, pose_file: Path):
@@ -243,8 +299,10 @@ def _convert_image(src: Path, dst: Path, kp: np.ndarray, size: tuple[int, int] |
     return np.asarray(transform_keypoints(kp, (size[1] / w, size[0] / h), (0.0, 0.0)), dtype=np.float32)
 
 
-def _convert_parsing(src: Path, dst: Path, size: tuple[int, int] | None) -> None:
-    labels = load_label_png(src)
+def _convert_parsing(src: Path, dst: Path, image: Path, size: tuple[int, int] | None) -> None:
+    """Write ``src``'s labels in the pixels of ``image`` (see :func:`_labels_for_image`),
+    resized to ``size`` when given."""
+    labels = _labels_for_image(src, _image_hw(image))
     save_image(resize_labels(labels, size) if size is not None else labels, dst)
 
 
@@ -271,6 +329,7 @@ def import_official(
     if not force and any((out / f"pairs-{s}.csv").exists() for s in splits):
         raise SPGNetError(f"{out}: already holds a dataset (pairs-*.csv); pass --force to overwrite")
     (out / "parsing").mkdir(parents=True, exist_ok=True)
+    (out / "parsing-pred").mkdir(parents=True, exist_ok=True)
     result = ImportResult(out=out)
     parsing_done: set[str] = set()
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -295,9 +354,18 @@ def import_official(
                     if seg is None:
                         result.missing_parsing.append(sid)
                     else:
-                        segs.append((seg, out / "parsing" / f"{_flat_name(sid)}.png"))
+                        segs.append((seg, out / "parsing" / f"{_flat_name(sid)}.png", located[sid]))
             list(pool.map(lambda job: _convert_parsing(*job, size), segs))
             result.parsing += len(segs)
+
+            pair_segs = []
+            for a, b in kept:
+                seg = _find_pair_seg(src, a, b)
+                if seg is not None:
+                    pair_segs.append((seg, out / "parsing-pred" / f"{pair_name(names[a], names[b])}.png", located[b]))
+            list(pool.map(lambda job: _convert_parsing(*job, size), pair_segs))
+            result.pair_parsing += len(pair_segs)
+            result.missing_pair_parsing[split] = len(kept) - len(pair_segs)
     return result
 
 
