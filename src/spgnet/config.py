@@ -31,7 +31,7 @@ POSE_KINDS: tuple[str, ...] = ("heatmap+distance", "disk")  # data.pose.kind
 POSE_CHANNELS: dict[str, int] = {"heatmap+distance": 30, "disk": 18}  # 18 heat maps + 12 limb distance maps | 18 disks
 SCHEMES: tuple[str, ...] = ("parallel", "sequential", "joint")  # train.scheme
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")  # train.amp
-FLOW_KINDS: tuple[str, ...] = ("part-affine", "file", "none")  # train.flow
+FLOW_KINDS: tuple[str, ...] = ("part-affine", "file", "official", "none")  # train.flow
 GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge")  # train.gan_mode
 # The target parsing stage 2 sees at inference (`generate --target-parsing`; spgnet.pipeline).
 TARGET_PARSINGS: tuple[str, ...] = ("ours", "provided", "ground-truth")

@@ -45,7 +45,9 @@ def build_discriminator(cfg: Config) -> nn.Module:
 
 class SPGNet(nn.Module):
     """Stage 1 + stage 2 + flow provider (``cfg.train.flow``); ``with_stage1=False`` leaves
-    ``stage1`` None (a generator-only checkpoint, e.g. converted official weights)."""
+    ``stage1`` None (a generator-only checkpoint, e.g. converted official weights). With
+    ``train.flow: official`` it also holds the official flow network ``flow_net`` (never
+    trained: its weights come from the release, through ``spgnet convert-official``)."""
 
     def __init__(self, cfg: Config, with_stage1: bool = True):
         super().__init__()
@@ -55,7 +57,18 @@ class SPGNet(nn.Module):
         self.stage1 = build_stage1(cfg) if with_stage1 else None
         self.generator = build_generator(cfg)
         self.flow_kind = cfg.train.flow
-        self._flow = make_flow_provider(cfg.train.flow)
+        self.flow_net = None
+        network = None
+        if cfg.train.flow == "official":
+            from spgnet.models.official_flow import OfficialFlowNet, official_flow
+
+            self.flow_net = OfficialFlowNet(cfg.model.flow_net).eval().requires_grad_(False)
+            radius = cfg.model.flow_net.disk_radius
+
+            def network(src_kp, tgt_kp, size):
+                return official_flow(self.flow_net, src_kp, tgt_kp, size, radius)
+
+        self._flow = make_flow_provider(cfg.train.flow, network=network)
 
     def stage1_input(self, batch: dict) -> torch.Tensor:
         """``S_s`` one-hot (SPATN) or ``I_s`` (SPATN*)."""
@@ -132,6 +145,7 @@ def load_pipeline(checkpoint, device: str | torch.device = "cpu", overrides: lis
     use_ema = has_ema if ema is None else bool(ema)
     net = SPGNet(cfg, with_stage1=with_stage1)
     modules = {"stage1": net.stage1, "generator": net.generator} if with_stage1 else {"generator": net.generator}
-    load_checkpoint(checkpoint, models={} if use_ema else modules, ema=modules if use_ema else None,
+    fixed = {"flow": net.flow_net} if net.flow_net is not None else {}  # never averaged: no EMA copy
+    load_checkpoint(checkpoint, models=fixed if use_ema else {**modules, **fixed}, ema=modules if use_ema else None,
                     restore_rng=False, map_location="cpu")
     return net.to(device).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from spgnet import SPGNetError
@@ -13,11 +15,16 @@ class FlowProvider:
     """``provider(batch, tgt_parsing=None) -> (flow (B, 2, H, W), vis (B, 1, H, W))``; see
     :func:`make_flow_provider`. ``kind`` names the source of the flow."""
 
-    def __init__(self, kind: str, affine_reg: float = 0.5):
+    def __init__(self, kind: str, affine_reg: float = 0.5,
+                 network: Callable[[torch.Tensor, torch.Tensor, tuple[int, int]], tuple] | None = None):
         if kind not in FLOW_KINDS:
             raise SPGNetError(f"unknown flow provider '{kind}' (choose from {', '.join(FLOW_KINDS)})")
+        if kind == "official" and network is None:
+            raise SPGNetError("flow provider 'official' runs the official flow network: build it with "
+                              "spgnet.pipeline.SPGNet (train.flow: official), which holds the network")
         self.kind = kind
         self.affine_reg = affine_reg
+        self.network = network
 
     def __call__(self, batch: dict, tgt_parsing: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         target = batch["tgt_parsing"] if tgt_parsing is None else tgt_parsing
@@ -28,6 +35,8 @@ class FlowProvider:
                 raise SPGNetError("flow provider 'file' needs precomputed .corr flow in the batch: "
                                   "set dataset.use_flow=true and put the files in the dataset's flow_dir")
             return batch["flow"].float(), batch["vis"].float()
+        if self.kind == "official":  # from the keypoints alone, as the official test path
+            return self.network(batch["src_kp"], batch["tgt_kp"], tuple(batch["src_image"].shape[-2:]))
         labels = parsing_labels(target, "tgt_parsing")  # "none"
         b, h, w = labels.shape
         flow = torch.zeros(b, 2, h, w, device=labels.device)
@@ -37,7 +46,7 @@ class FlowProvider:
         return f"FlowProvider({self.kind!r})"
 
 
-def make_flow_provider(kind: str, affine_reg: float = 0.5) -> FlowProvider:
+def make_flow_provider(kind: str, affine_reg: float = 0.5, network=None) -> FlowProvider:
     """The flow source of stage 2 (config ``train.flow``): a callable
     ``provider(batch, tgt_parsing=None) -> (flow (B, 2, H, W), vis (B, 1, H, W))``.
 
@@ -49,7 +58,10 @@ def make_flow_provider(kind: str, affine_reg: float = 0.5) -> FlowProvider:
     * ``"part-affine"`` (default, weight-free): :func:`part_affine_flow`.
     * ``"file"``: the precomputed flow and visibility of the batch (e.g. Intr-Flow's
       ``.corr``; needs ``dataset.use_flow``); ``tgt_parsing`` is ignored.
+    * ``"official"``: the official release's flow network from the two poses' keypoint disks
+      (``network(src_kp, tgt_kp, (H, W)) -> (flow, vis)``, given by
+      :class:`spgnet.pipeline.SPGNet`, which holds the network); ``tgt_parsing`` is ignored.
     * ``"none"`` (ablation, no deformation): zero flow, vis 0 on target foreground and
       2 on background.
     """
-    return FlowProvider(kind, affine_reg)
+    return FlowProvider(kind, affine_reg, network)

@@ -251,11 +251,57 @@ class DiscriminatorConfig:
         check_bool(self.spectral, "model.discriminator.spectral")
 
 
+FLOW_NET_NORMS: tuple[str, ...] = ("batch", "instance")  # model.flow_net.norm (the official FlowUnet's)
+
+
+@dataclass(frozen=True)
+class FlowNetConfig:
+    """The official release's flow network (Intr-Flow's ``FlowUnet``, docs/design.md §14), used
+    with ``train.flow: official``: what ``spgnet.models.official_flow.OfficialFlowNet(cfg)`` is
+    built from. ``nf``, ``start_scale``, ``num_scale`` and ``norm`` are its constructor
+    options, read from the release's ``train_opt.json`` by ``spgnet convert-official``
+    (:func:`spgnet.models.official_flow.read_train_opt`); ``disk_radius`` is the radius of its
+    36 binary keypoint-disk inputs (official: 8 px DeepFashion, 4 px Market)."""
+
+    input_nc: int = 36  # cat(18 source disks, 18 target disks)
+    nf: int = 16
+    start_scale: int = 2
+    num_scale: int = 5
+    norm: str = "batch"
+    max_nf: int = 512  # FlowUnet's default; the release builds it without passing max_nf
+    disk_radius: float = 8.0
+
+    def __post_init__(self) -> None:
+        s = "model.flow_net"
+        check_positive_ints(s, self, ("input_nc", "nf", "start_scale", "num_scale", "max_nf"))
+        check(self.start_scale & (self.start_scale - 1) == 0, f"{s}.start_scale",
+              f"must be a power of 2 (1, 2, 4, ...), got {self.start_scale}")
+        check(self.num_scale >= 2, f"{s}.num_scale",
+              f"must be >= 2 (the official FlowUnet cannot run with one level), got {self.num_scale}")
+        check_choice(self.norm, f"{s}.norm", FLOW_NET_NORMS)
+        object.__setattr__(self, "disk_radius", check_number(self.disk_radius, f"{s}.disk_radius", gt=0))
+
+    @property
+    def stem_channels(self) -> int:
+        """``c``: the stem's output width, ``nf · start_scale``."""
+        return self.nf * self.start_scale
+
+    def level_channels(self, level: int) -> tuple[int, int]:
+        """``(outer, inner)`` widths of U-Net level ``level`` (0 = outermost)."""
+        c = self.stem_channels
+        return min(self.max_nf, c * 2 ** level), min(self.max_nf, c * 2 ** (level + 1))
+
+    def describe(self) -> str:
+        return (f"FlowUnet(input_nc={self.input_nc}, nf={self.nf}, start_scale={self.start_scale}, "
+                f"num_scale={self.num_scale}, norm={self.norm!r})")
+
+
 @dataclass
 class ModelConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     spatn: SPATNConfig = field(default_factory=SPATNConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    flow_net: FlowNetConfig = field(default_factory=FlowNetConfig)  # train.flow: official
 
 
 def _market(cfg: ModelConfig) -> ModelConfig:
@@ -287,5 +333,5 @@ def model_preset(name: str) -> ModelConfig:
 __all__ = ["VARIANTS", "UPSAMPLE_NORMS", "PAD_MODES", "SPATN_INPUTS", "SPATN_NORMS", "DISCRIMINATOR_NORMS",
            "ConfigValueError", "check", "check_bool", "check_choice", "check_int", "check_list", "check_number",
            "check_positive_ints", "check_str", "fail",
-           "GeneratorConfig", "SPATNConfig", "DiscriminatorConfig", "ModelConfig",
+           "FLOW_NET_NORMS", "FlowNetConfig", "GeneratorConfig", "SPATNConfig", "DiscriminatorConfig", "ModelConfig",
            "MODEL_PRESETS", "model_preset"]

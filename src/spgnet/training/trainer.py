@@ -109,6 +109,11 @@ class Trainer:
         from spgnet.pipeline import SPGNet, build_discriminator
 
         t = cfg.train
+        if t.flow == "official":
+            raise SPGNetError("train.flow=official: training with the official flow network is not supported yet "
+                              "(its weights come from a converted checkpoint, which the trainer cannot start "
+                              "from); train with train.flow=part-affine or file, and generate with a converted "
+                              "checkpoint instead")
         self.cfg = cfg
         self.dist: DistInfo = init_distributed(t.device)
         self.device = self.dist.device
