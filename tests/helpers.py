@@ -1,10 +1,13 @@
 """Helpers the test modules import (fixtures are in conftest.py): the tiny SPGNet config
-(channels 4-8, 3 U-Net scales) on 64x44 synthetic people, a thread-count guard, and
-synthetic-people parsing maps for the ACE kernel tests."""
+(channels 4-8, 3 U-Net scales) on 64x44 synthetic people, a thread-count guard,
+synthetic-people parsing maps for the ACE kernel tests, and random files shaped exactly
+like the official release's (generator from the name/shape lists in tests/assets, a
+tiny flow network with its train_opt.json)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,8 @@ import torch
 
 from spgnet.config import Config, load_config
 from spgnet.data.synth import render_person, sample_identity, sample_pose
+from spgnet.models.config import FlowNetConfig
+from spgnet.models.official_flow import OfficialFlowNet
 
 SIZE = (64, 44)  # (H, W) of the synthetic images and of the samples
 TINY_OVERRIDES = [
@@ -54,3 +59,60 @@ def people(n: int, size: tuple[int, int], seed: int) -> list[dict]:
 def labels_of(renders) -> torch.Tensor:
     """``(N, H, W)`` int64 CIHP labels of :func:`people` renders."""
     return torch.from_numpy(np.stack([r["parsing"] for r in renders])).long()
+
+
+# --------------------------------------------------------------------------- official release files
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+UNUSED = ".Spade.param_free_norm."  # the official ACE's never-called BatchNorm (always at its initial values)
+FLOW = FlowNetConfig(nf=2, start_scale=2, num_scale=2, norm="batch")  # tiny; runs at 128x64
+
+
+def read_tsv(dataset: str) -> dict[str, tuple[int, ...]]:
+    lines = (ASSETS / f"official-{dataset}-generator-params.tsv").read_text().splitlines()
+    assert lines[1] == "name\tshape"
+    rows = (line.split("\t") for line in lines[2:])
+    return {name: () if shape == "scalar" else tuple(int(s) for s in shape.split("x")) for name, shape in rows}
+
+
+def random_official_state(dataset: str, seed: int) -> dict[str, torch.Tensor]:
+    """Every tensor of the official generator's file, random (BatchNorm variances positive,
+    counters random), except the unused SPADE BatchNorm buffers, which real files hold at
+    their initial values."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, shape in read_tsv(dataset).items():
+        if name.endswith("num_batches_tracked"):
+            value = torch.tensor(0) if UNUSED in name else torch.randint(1, 10**6, shape, generator=g)
+        elif UNUSED in name:
+            value = torch.ones(shape) if name.endswith("running_var") else torch.zeros(shape)
+        elif name.endswith("running_var"):
+            value = torch.rand(shape, generator=g) + 0.5
+        else:
+            value = torch.randn(shape, generator=g)
+        state[name] = value
+    return state
+
+
+def train_opt(**changes) -> dict:
+    """A train_opt.json as the official option parser writes it (a subset of its keys)."""
+    opt = {"id": "FlowReg_market", "which_model": "unet", "norm": FLOW.norm, "nf": FLOW.nf, "max_nf": 128,
+           "input_type1": "joint", "input_type2": "joint", "start_scale": FLOW.start_scale,
+           "num_scale": FLOW.num_scale, "joint_nc": 18, "joint_mode": "binary", "joint_radius": 4}
+    opt.update(changes)
+    return opt
+
+
+def random_flow_state(cfg: FlowNetConfig, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    state = OfficialFlowNet(cfg).state_dict()
+    return {n: (torch.randint(1, 100, t.shape, generator=g) if n.endswith("num_batches_tracked")
+                else torch.rand(t.shape, generator=g) + 0.5 if n.endswith("running_var")
+                else torch.randn(t.shape, generator=g)) for n, t in state.items()}
+
+
+def write_flow_dir(folder: Path, state: dict[str, torch.Tensor], opt: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / "best_net_netF.pth")
+    (folder / "train_opt.json").write_text(json.dumps(opt), encoding="utf-8")
+    return folder

@@ -131,15 +131,22 @@ def test_good_pose_values(overrides, expected):
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["data.pose.kind=disk"], ("model.generator.pose_channels is 30", "data.pose.kind='disk' gives 18 channels",
-                               "model.spatn.pose_channels=18")),
+    (["data.pose.kind=disk", "model.generator.pose_channels=30", "model.spatn.pose_channels=30"],
+     ("model.generator.pose_channels is 30", "data.pose.kind='disk' gives 18 channels", "model.spatn.pose_channels=18")),
     (["model.generator.pose_channels=18"], ("model.generator.pose_channels is 18", "gives 30 channels")),
     (["model.spatn.pose_channels=18"], ("model.spatn.pose_channels is 18", "gives 30 channels")),
-    (["data.pose.kind=disk", "model.generator.pose_channels=18"], ("model.spatn.pose_channels is 30",
-                                                                   "18 channels")),
+    (["data.pose.kind=disk", "model.generator.pose_channels=18", "model.spatn.pose_channels=30"],
+     ("model.spatn.pose_channels is 30", "18 channels")),
 ])
 def test_pose_channels_must_match_pose_kind(overrides, words):
     assert_rejected(overrides, *words)
+
+
+def test_pose_channels_default_to_the_pose_kind():
+    """A config that only chooses the pose representation gets networks for it."""
+    cfg = load_config(None, ["data.pose.kind=disk"])
+    assert cfg.model.generator.pose_channels == cfg.model.spatn.pose_channels == 18
+    assert load_config(None).model.generator.pose_channels == 30
 
 
 @pytest.mark.parametrize("overrides, words", [

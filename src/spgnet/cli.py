@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("spgnet.commands.check", "validate a dataset and report every problem at once"),
     "sheet": ("spgnet.commands.sheet", "write a PNG contact sheet of pairs with parsing and skeletons"),
     "import-official": ("spgnet.commands.import_official", "convert the official SPGNet release layout to ours"),
+    "convert-official": ("spgnet.commands.convert_official", "official release weights -> our checkpoint, and back"),
     "train": ("spgnet.commands.train", "train both stages (torchrun for several GPUs)"),
     "generate": ("spgnet.commands.generate", "generate every pair of a split from a checkpoint"),
     "evaluate": ("spgnet.commands.evaluate", "score generated images: SSIM, LPIPS, FID, PCKh, mIoU (docs/design.md §10)"),

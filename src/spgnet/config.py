@@ -295,10 +295,30 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+def _default_pose_channels(raw: Any) -> Any:
+    """``model.generator.pose_channels`` and ``model.spatn.pose_channels`` default to the
+    channels ``data.pose.kind`` gives (a config that only says ``data.pose.kind: disk`` gets
+    18-channel networks); values that are given are kept (and checked against the kind)."""
+    if not isinstance(raw, dict):
+        return raw
+    data, model = raw.get("data"), raw.get("model", {})
+    pose = data.get("pose") if isinstance(data, dict) else None
+    kind = pose.get("kind") if isinstance(pose, dict) else None
+    if kind not in POSE_CHANNELS or not isinstance(model, dict):
+        return raw
+    model = dict(model)
+    for section in ("generator", "spatn"):
+        value = model.get(section) or {}
+        if isinstance(value, dict) and "pose_channels" not in value:
+            model[section] = {**value, "pose_channels": POSE_CHANNELS[kind]}
+    return {**raw, "model": model}
+
+
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> Config:
     """The validated :class:`Config` of a raw dict. ``where`` (a file, a checkpoint)
     prefixes the error messages: unknown keys are named as ``where.section``, a bad
     value as ``where: train.scheme: ...`` (just ``train.scheme: ...`` for the default)."""
+    raw = _default_pose_channels(raw)
     try:
         return _from_dict(Config, raw, where)
     except ConfigValueError as exc:

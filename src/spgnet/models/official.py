@@ -152,11 +152,16 @@ def official_state_dict_to_ours(state_dict: Mapping[str, torch.Tensor]) -> dict[
         else:
             stacked.setdefault(our_name, {})[index] = value
     for our_name, parts in stacked.items():
+        template = our_name_to_official(our_name)[0]
         missing = sorted(set(range(max(parts) + 1)) - set(parts))
         if missing:
-            template = our_name_to_official(our_name)[0]
             names = ", ".join(template.replace("{k}", str(k)) for k in missing)
             raise SPGNetError(f"official generator weights: missing {names}")
+        shape = tuple(parts[0].shape)
+        for k in range(len(parts)):  # torch.stack needs one shape: name the class that differs
+            if tuple(parts[k].shape) != shape:
+                raise SPGNetError(f"official generator weights: {template.replace('{k}', str(k))} has shape "
+                                  f"{tuple(parts[k].shape)}, {template.replace('{k}', '0')} has {shape}")
         ours[our_name] = torch.stack([parts[k] for k in range(len(parts))])
     return ours
 
@@ -212,9 +217,21 @@ def load_official_generator_state(generator: torch.nn.Module, state_dict: Mappin
                           f"unexpected {listing(unexpected)}; build it with the preset of the weights' "
                           "dataset (official-deepfashion / official-market)")
     for name, value in ours.items():
-        if tuple(value.shape) != tuple(expected[name].shape):
-            raise SPGNetError(f"official generator weights: {_official_or_own_name(name)} has shape "
-                              f"{tuple(value.shape)}, this generator expects {tuple(expected[name].shape)}")
+        got, want = tuple(value.shape), tuple(expected[name].shape)
+        if got == want:
+            continue
+        official = _official_or_own_name(name)
+        if "{k}" in official and got[1:] == want[1:]:  # a stacked per-class tensor: classes absent or extra
+            if got[0] < want[0]:
+                names = [official.replace("{k}", str(k)) for k in range(got[0], want[0])]
+                raise SPGNetError(f"official generator weights: missing {', '.join(names)} (this generator has "
+                                  f"{want[0]} classes, the weights {got[0]})")
+            names = [official.replace("{k}", str(k)) for k in range(want[0], got[0])]
+            raise SPGNetError(f"official generator weights: unexpected {', '.join(names)} (this generator has "
+                              f"{want[0]} classes, the weights {got[0]})")
+        if "{k}" in official:  # per class: name the first one's official tensor
+            official, got, want = official.replace("{k}", "0"), got[1:], want[1:]
+        raise SPGNetError(f"official generator weights: {official} has shape {got}, this generator expects {want}")
     generator.load_state_dict(ours, strict=True)
 
 
