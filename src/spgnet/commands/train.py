@@ -1,4 +1,4 @@
-"""``spgnet train --config C [--set key=value ...] [--resume [CKPT]]``.
+"""``spgnet train --config C [--set key=value ...] [--resume [CKPT] | --init CKPT]``.
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m spgnet train --config C`` (multi-node with
 torchrun's usual ``--nnodes/--node_rank/--master_addr`` flags): the same code runs
@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default=None, help="run directory (default: a new numbered one under train.out_dir)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
                    help="resume from CKPT, or from RUN_DIR/checkpoints/last when no path is given")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="initialise the networks CKPT holds from it (weights only; fine-tuning, e.g. from a "
+                        "convert-official checkpoint: stage 1 and the discriminator start from scratch)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
     from spgnet.training.distributed import shutdown
     from spgnet.training.trainer import Trainer
 
+    if args.init and args.resume:
+        raise SPGNetError("--init and --resume exclude each other (a resumed run has its own weights)")
     cfg = resolve_config(args)
     try:
-        trainer = Trainer(cfg, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(cfg, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress,
+                          init=args.init)
         metrics = trainer.fit()
     except NonFiniteLossError as exc:
         raise SPGNetError(str(exc)) from None

@@ -105,15 +105,19 @@ class Trainer:
     """
 
     def __init__(self, cfg: Config, run_dir: str | Path | None = None, resume: str | Path | bool | None = None,
-                 progress: bool = True):
+                 progress: bool = True, init: str | Path | None = None):
+        """``init``: a checkpoint whose models (any of stage1, generator, discriminator, flow)
+        initialise the networks before training; weights only, no optimizer state or step
+        (fine-tuning, e.g. from ``spgnet convert-official``: the generator and the official
+        flow network come from it, stage 1 and the discriminator start from scratch).
+        ``train.flow: official`` needs the flow network from ``init`` or ``resume``."""
         from spgnet.pipeline import SPGNet, build_discriminator
 
         t = cfg.train
-        if t.flow == "official":
-            raise SPGNetError("train.flow=official: training with the official flow network is not supported yet "
-                              "(its weights come from a converted checkpoint, which the trainer cannot start "
-                              "from); train with train.flow=part-affine or file, and generate with a converted "
-                              "checkpoint instead")
+        if t.flow == "official" and not (init or resume):
+            raise SPGNetError("train.flow=official trains with the official flow network's weights: start from a "
+                              "checkpoint that holds them (spgnet train --init CKPT, e.g. a convert-official "
+                              "checkpoint), or use train.flow=part-affine or file")
         self.cfg = cfg
         self.dist: DistInfo = init_distributed(t.device)
         self.device = self.dist.device
@@ -200,6 +204,8 @@ class Trainer:
         self._seen: list[list] = []  # [epoch, pair name] of every training sample (debug_rank_digest)
         if resume:
             self.load(self.ckpt_dir / "last" if resume is True else Path(resume))
+        elif init:
+            self.initialize_from(Path(init))
 
     # ------------------------------------------------------------------ helpers
     def _wrap(self, module: nn.Module) -> nn.Module:
@@ -589,12 +595,39 @@ class Trainer:
         if self.dist.is_main:
             save_checkpoint(
                 self.ckpt_dir / name,
-                models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator},
-                optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
+                models=self.models(), optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
                 step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=state,
                 ema={name: ema.module for name, ema in self.ema.items()},
             )
         barrier(self.dist)
+
+    def models(self) -> dict[str, nn.Module]:
+        """The raw networks a checkpoint stores (the official flow network when used)."""
+        models = {"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator}
+        if self.net.flow_net is not None:
+            models["flow"] = self.net.flow_net
+        return models
+
+    def initialize_from(self, path: Path) -> None:
+        """Load the weights of every model ``path`` holds that this run has (``init``); the
+        others keep their fresh initialisation. EMA copies restart from the loaded weights."""
+        from spgnet.utils.checkpoint import load_checkpoint, read_checkpoint_info
+
+        if not path.exists():
+            raise SPGNetError(f"{path}: checkpoint to initialise from not found")
+        stored = set(read_checkpoint_info(path).get("models", {}))
+        wanted = {name: module for name, module in self.models().items() if name in stored}
+        if self.net.flow_net is not None and "flow" not in wanted:
+            raise SPGNetError(f"{path}: holds no official flow network (model 'flow'), which train.flow=official "
+                              "needs (spgnet convert-official --flow-dir writes it)")
+        if not wanted:
+            raise SPGNetError(f"{path}: holds none of this run's networks (stage1, generator, discriminator, flow)")
+        load_checkpoint(path, models=wanted, restore_rng=False, map_location=self.device)
+        for name, ema in self.ema.items():
+            ema.reset(getattr(self.net, name))
+        fresh = sorted(set(self.models()) - set(wanted))
+        self.log.text(f"initialised {', '.join(sorted(wanted))} from {path}"
+                      + (f"; {', '.join(fresh)} from scratch" if fresh else ""))
 
     def load(self, path: Path) -> None:
         """Resume from a checkpoint. With EMA on, the EMA copies are restored when it holds
@@ -605,7 +638,7 @@ class Trainer:
             raise SPGNetError(f"{path}: checkpoint to resume from not found")
         stored = set(read_checkpoint_info(path).get("ema", {})) if self.ema else set()
         info = load_checkpoint(
-            path, models={"stage1": self.net.stage1, "generator": self.net.generator, "discriminator": self.discriminator},
+            path, models=self.models(),
             optimizers=self.optimizers, schedulers=self.schedulers, scalers={"scaler": self.scaler},
             restore_rng=True, map_location=self.device,
             ema={name: ema.module for name, ema in self.ema.items() if name in stored},
