@@ -27,7 +27,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -42,8 +41,8 @@ from spgnet.models.official_flow import (DISK_RADIUS, OfficialFlowNet, check_off
                                          load_official_flow_state, official_flow_shapes, read_train_opt)
 from spgnet.pose import NUM_KEYPOINTS
 from spgnet.utils.checkpoint import read_checkpoint_config, read_checkpoint_info, read_model_state, save_checkpoint
-from spgnet.utils.io import atomic_write_text
-from spgnet.utils.weights import load_state_dict_file
+from spgnet.utils.io import atomic_write, atomic_write_text
+from spgnet.utils.weights import load_release_state_dict
 
 DATASETS: tuple[str, ...] = ("deepfashion", "market")
 IMAGE_SIZE: dict[str, list[int]] = {"deepfashion": [256, 256], "market": [128, 64]}  # (H, W) the official nets run at
@@ -103,21 +102,7 @@ def read_official_generator(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.is_dir():
         raise SPGNetError(f"{path}: is a folder; give the generator file itself "
                           f"(checkpoints/<id>/{GENERATOR_FILE})")
-    state = load_state_dict_file(path)  # SPGNetError naming the file: missing, unreadable, not a state dict
-    if not state:
-        raise SPGNetError(f"{path}: not a state dict of the official generator (it holds no tensors)")
-    out: dict[str, torch.Tensor] = {}
-    for name, value in state.items():
-        plain = name.removeprefix("module.")
-        if plain in out:
-            raise SPGNetError(f"{path}: tensor {plain} is stored twice (with and without the 'module.' prefix)")
-        if value.dtype in (torch.float16, torch.bfloat16):
-            value = value.float()
-        out[plain] = value
-    for name in list(out):
-        if name.endswith(".running_mean"):
-            out.setdefault(name[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    return out
+    return load_release_state_dict(path, "state dict of the official generator")
 
 
 def _problems(state: Mapping[str, torch.Tensor], dataset: str) -> list[str]:
@@ -254,23 +239,9 @@ def convert_official(generator: str | os.PathLike, dataset: str, out: str | os.P
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` (legacy serialization: readable by torch 1.2 and by
-    ``weights_only=True``) to a temporary file next to ``path``, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f, _use_new_zipfile_serialization=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """``torch.save`` with the legacy serialization (readable by the torch 1.2 the release
+    runs on, and by ``weights_only=True``), written atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f, _use_new_zipfile_serialization=False))
 
 
 def _official_dataset_of(official: Mapping[str, torch.Tensor], where: str) -> str:

@@ -57,7 +57,7 @@ from spgnet.models.config import FLOW_NET_NORMS as NORMS
 from spgnet.models.config import FlowNetConfig
 from spgnet.pose import NUM_KEYPOINTS, keypoint_disks
 from spgnet.utils.io import read_json
-from spgnet.utils.weights import load_state_dict_file
+from spgnet.utils.weights import load_release_state_dict
 
 DISK_RADIUS: dict[str, int] = {"deepfashion": 8, "market": 4}  # px, the official test options
 FLOW_SCALE = 20.0  # the network predicts flow / 20
@@ -254,18 +254,7 @@ def load_official_flow_state(path: str | os.PathLike) -> dict[str, torch.Tensor]
     float32, and a BatchNorm without ``num_batches_tracked`` (files saved by torch 0.4.0,
     the version Intr-Flow used) gets it as 0, as torch itself does when loading such files.
     Check it against a config with :func:`check_official_flow_state`."""
-    state = load_state_dict_file(path)
-    out: dict[str, torch.Tensor] = {}
-    for name, value in state.items():
-        name = name[len("module."):] if name.startswith("module.") else name
-        if value.dtype in (torch.float16, torch.bfloat16):
-            value = value.float()
-        out[name] = value
-    for name in list(out):
-        if name.endswith(".running_mean"):
-            tracked = name[: -len("running_mean")] + "num_batches_tracked"
-            out.setdefault(tracked, torch.tensor(0, dtype=torch.long))
-    return out
+    return load_release_state_dict(path, "state dict of the official flow network")
 
 
 def official_flow_shapes(cfg: FlowNetConfig) -> dict[str, tuple[int, ...]]:

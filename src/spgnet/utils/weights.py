@@ -196,7 +196,29 @@ def load_exact(module: torch.nn.Module, path: str | os.PathLike) -> None:
         raise SPGNetError(f"{path}: weights do not fit {type(module).__name__} ({' '.join(lines[:3])})") from None
 
 
+def load_release_state_dict(path: str | os.PathLike, what: str = "state dict") -> dict[str, torch.Tensor]:
+    """The tensors of a released PyTorch ``.pth`` state dict (:func:`load_state_dict_file`,
+    ``weights_only``), normalised: a DataParallel ``module.`` prefix removed, float16 /
+    bfloat16 made float32, and a BatchNorm without ``num_batches_tracked`` (files saved by
+    torch 0.4) given it as 0, as torch does when it loads such a file. ``what`` names the
+    file's role in errors (an empty file, a name stored with and without the prefix)."""
+    state = load_state_dict_file(path)
+    if not state:
+        raise SPGNetError(f"{path}: not a {what} (it holds no tensors)")
+    out: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        plain = name.removeprefix("module.")
+        if plain in out:
+            raise SPGNetError(f"{path}: tensor {plain} is stored twice (with and without the 'module.' prefix)")
+        out[plain] = value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+    for name in list(out):
+        if name.endswith(".running_mean"):
+            out.setdefault(name[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return out
+
+
 __all__ = [
     "KNOWN_WEIGHTS", "KnownWeights", "MissingWeightsError", "WEIGHTS_DIR_ENV",
-    "find_weights", "hub_checkpoint_dir", "load_exact", "load_state_dict_file", "torch_load_plain",
+    "find_weights", "hub_checkpoint_dir", "load_exact", "load_release_state_dict", "load_state_dict_file",
+    "torch_load_plain",
 ]
