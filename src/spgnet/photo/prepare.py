@@ -1,7 +1,8 @@
 """A folder of your own photos -> a dataset in the docs/design.md §4 layout (docs/design.md §11).
 
-For every JPEG/PNG photo (sorted by name; EXIF orientation applied, transparency
-composited on white):
+For every photo in a format Pillow reads (JPEG, PNG, WebP, BMP, TIFF, ...; sorted by
+name; EXIF orientation applied, transparency composited on white; files of other types
+are listed in the report):
 
 1. **geometry** (aspect ratio kept): scale to the output height ``H`` (Lanczos), giving
    ``H x W'``; then bring the width to ``W``: a narrower picture is padded equally left and
@@ -15,6 +16,13 @@ composited on white):
    limbs that the crop cuts still shape the parts that stay;
 4. keypoints, mask and parsing then take the same pad/crop as the image; a joint that
    ends up outside the picture becomes missing (-1).
+
+A person shorter than :data:`MIN_PERSON_HEIGHT` pixels in the photo is an error naming the
+photo: upscaled, it gives keypoints and parsing that mean nothing.
+
+All or nothing: every photo is prepared and written into a staging folder next to
+``ROOT`` first, and the files move into ``ROOT`` only when all of them succeeded, so a
+failed or interrupted run leaves no half dataset (and the rerun needs no ``--force``).
 
 Written (``S`` = the split, ``test`` by default; ``both`` writes the same images as
 ``train`` and ``test``, which ``spgnet check`` needs with its default splits)::
@@ -35,6 +43,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -51,7 +61,14 @@ from spgnet.utils.io import atomic_write_text, save_image
 from spgnet.photo.detect import PoseDetector
 from spgnet.pose import is_missing, write_annotation_csv
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+def _pillow_suffixes() -> tuple[str, ...]:
+    """File suffixes of every image format this Pillow can open."""
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
+PHOTO_SUFFIXES = _pillow_suffixes()  # .jpg, .png, .webp, .bmp, .tif, .gif, ...
+MIN_PERSON_HEIGHT = 64  # pixels of the person in the photo itself (mask rows), before any scaling
 PAIR_MODES = ("all", "by-prefix")
 SPLIT_CHOICES = ("test", "train", "both")
 REPORT_NAME = "prepare_report.txt"
@@ -84,6 +101,7 @@ class PrepareResult:
     pairs: list[tuple[str, str]]
     seconds: float
     renamed: dict[str, str] = field(default_factory=dict)  # photo file name -> written stem, where they differ
+    not_images: list[Path] = field(default_factory=list)  # files of the folder Pillow cannot read (by suffix)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -106,14 +124,21 @@ def load_photo(path: str | os.PathLike) -> np.ndarray:
 
 
 def list_photos(folder: str | os.PathLike) -> list[Path]:
-    """The JPEG/PNG files of ``folder`` (not recursive), sorted by name; SPGNetError when there are none."""
+    """The image files of ``folder`` (any format Pillow reads, by suffix; not recursive),
+    sorted by name; SPGNetError when there are none."""
+    photos, _ = _photos_and_others(folder)
+    return photos
+
+
+def _photos_and_others(folder: str | os.PathLike) -> tuple[list[Path], list[Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise SPGNetError(f"{folder}: image folder not found")
-    photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
     if not photos:
-        raise SPGNetError(f"{folder}: no JPEG or PNG images in this folder")
-    return photos
+        raise SPGNetError(f"{folder}: no JPEG or PNG images in this folder (nor any other format Pillow reads)")
+    return photos, [p for p in files if p.suffix.lower() not in PHOTO_SUFFIXES]
 
 
 def output_stem(path: Path) -> str:
@@ -178,10 +203,12 @@ def _shift_keypoints(kp: np.ndarray, dx: float, size: tuple[int, int]) -> np.nda
     return out
 
 
-def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector) -> PreparedImage | None:
+def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector,
+                  name: str = "photo") -> PreparedImage | None:
     """One ``(h, w, 3)`` uint8 photo -> :class:`PreparedImage` at ``size = (H, W)``, or None (no person).
 
-    See the module docstring for the geometry.
+    See the module docstring for the geometry. A person shorter than
+    :data:`MIN_PERSON_HEIGHT` pixels in the photo raises SPGNetError naming ``name``.
     """
     height, width = size
     h, w = photo.shape[:2]
@@ -192,6 +219,12 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
     found = detector.detect_one(scaled)
     if found is None:
         return None
+    rows = np.flatnonzero(found.mask.any(1))
+    person_height = (rows[-1] - rows[0] + 1) * h / height if rows.size else 0.0
+    if person_height < MIN_PERSON_HEIGHT:
+        raise SPGNetError(f"{name}: the person is {person_height:.0f} px tall in this {h}x{w} photo, below the "
+                          f"{MIN_PERSON_HEIGHT} px minimum (upscaled, its keypoints and parsing would mean "
+                          "nothing); use a larger photo")
     parsing = coarse_parsing(found.mask, found.keypoints)  # (H, W') on the scaled picture
     if scaled_w >= width:
         left = _crop_offset(scaled_w, width, found.mask, found.keypoints)
@@ -255,6 +288,7 @@ def _report(result: PrepareResult, images_dir: Path, total: int) -> str:
     ]
     lines += [f"renamed {src} -> {stem}" for src, stem in result.renamed.items()]
     lines += [f"no person found in {p}" for p in result.skipped]
+    lines += [f"not an image Pillow reads, left out: {p}" for p in result.not_images]
     return "\n".join(lines) + "\n"
 
 
@@ -288,49 +322,66 @@ def prepare_photos(
     splits = _splits(split)
     if pairs not in PAIR_MODES:
         raise SPGNetError(f"--pairs {pairs!r}: choose from {', '.join(PAIR_MODES)}")
-    photos = list_photos(images_dir)
+    photos, not_images = _photos_and_others(images_dir)
     stems = _stems(photos)
     _check_headers(photos)
     _check_out(root, splits, force)
 
-    own = detector is None
-    det = PoseDetector(visibility_threshold) if own else detector
-    names: list[str] = []
-    annotations: dict[str, np.ndarray] = {}
-    skipped: list[Path] = []
+    root.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.prepare-"))
     try:
-        for path in tqdm(photos, desc="prepare", unit="photo", disable=not progress):
-            prepared = prepare_photo(load_photo(path), (height, width), det)
-            if prepared is None:
-                skipped.append(path)
-                continue
-            name = f"{stems[path]}.png"
-            for s in splits:
-                save_image(prepared.image, root / s / name)
-            save_image(prepared.parsing, root / "parsing" / f"{stems[path]}.png")
-            names.append(name)
-            annotations[name] = prepared.keypoints
-    finally:
-        if own:
-            det.close()
+        own = detector is None
+        det = PoseDetector(visibility_threshold) if own else detector
+        names: list[str] = []
+        annotations: dict[str, np.ndarray] = {}
+        skipped: list[Path] = []
+        try:
+            for path in tqdm(photos, desc="prepare", unit="photo", disable=not progress):
+                prepared = prepare_photo(load_photo(path), (height, width), det, name=str(path))
+                if prepared is None:
+                    skipped.append(path)
+                    continue
+                name = f"{stems[path]}.png"
+                for s in splits:
+                    save_image(prepared.image, stage / s / name)
+                save_image(prepared.parsing, stage / "parsing" / f"{stems[path]}.png")
+                names.append(name)
+                annotations[name] = prepared.keypoints
+        finally:
+            if own:
+                det.close()
 
-    pair_list = make_pairs(names, pairs)
-    result = PrepareResult(
-        root=root, splits=splits, size=(height, width), names=names, skipped=skipped, pairs=pair_list,
-        seconds=time.perf_counter() - t0,
-        renamed={p.name: stems[p] for p in photos if stems[p] != p.stem},
-    )
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / REPORT_NAME, _report(result, images_dir, len(photos)))
+        pair_list = make_pairs(names, pairs)
+        result = PrepareResult(
+            root=root, splits=splits, size=(height, width), names=names, skipped=skipped, pairs=pair_list,
+            seconds=time.perf_counter() - t0,
+            renamed={p.name: stems[p] for p in photos if stems[p] != p.stem}, not_images=not_images,
+        )
+        atomic_write_text(stage / REPORT_NAME, _report(result, images_dir, len(photos)))
+        if names:
+            for s in splits:
+                write_annotation_csv(stage / f"annotation-{s}.csv", annotations)
+                write_pairs_csv(stage / f"pairs-{s}.csv", pair_list)
+        _move_into(stage, root)  # everything succeeded: now the files take their places
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     if not names:
         raise SPGNetError(f"{images_dir}: no person found in any of the {len(photos)} photo(s) (see {root / REPORT_NAME})")
-    for s in splits:
-        write_annotation_csv(root / f"annotation-{s}.csv", annotations)
-        write_pairs_csv(root / f"pairs-{s}.csv", pair_list)
+    result.seconds = time.perf_counter() - t0
     return result
 
 
+def _move_into(stage: Path, root: Path) -> None:
+    """Move every file of ``stage`` to the same place under ``root`` (same file system:
+    renames), replacing files of the same name."""
+    for src in sorted(stage.rglob("*")):
+        if src.is_file():
+            dst = root / src.relative_to(stage)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+
+
 __all__ = [
-    "PHOTO_SUFFIXES", "PAIR_MODES", "SPLIT_CHOICES", "REPORT_NAME", "PreparedImage", "PrepareResult",
+    "MIN_PERSON_HEIGHT", "PHOTO_SUFFIXES", "PAIR_MODES", "SPLIT_CHOICES", "REPORT_NAME", "PreparedImage", "PrepareResult",
     "load_photo", "list_photos", "output_stem", "prepare_photo", "make_pairs", "prepare_photos",
 ]

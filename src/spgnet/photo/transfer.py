@@ -140,7 +140,7 @@ class PoseTransfer:
     def prepare(self, photo: str | os.PathLike) -> PreparedImage:
         """A photo file at the model's size, as ``spgnet prepare`` writes it; SPGNetError naming
         the file when it cannot be read or shows no person."""
-        prepared = prepare_photo(load_photo(photo), self.size, self.detector)
+        prepared = prepare_photo(load_photo(photo), self.size, self.detector, name=str(photo))
         if prepared is None:
             raise SPGNetError(f"{photo}: no person found in this photo")
         return prepared
@@ -158,7 +158,7 @@ class PoseTransfer:
         if path.suffix.lower() in PHOTO_SUFFIXES:
             return self.prepare(path).keypoints
         raise SPGNetError(f"--target-pose {path}: unsupported suffix {path.suffix or '(none)'!r} "
-                          f"(an OpenPose .json file or a {'/'.join(PHOTO_SUFFIXES)} photo)")
+                          "(an OpenPose .json file or a photo in a format Pillow reads: .jpg, .png, .webp, ...)")
 
     def pose_sequence(self, path: str | os.PathLike,
                       pose_size: tuple[int, int] | None = None) -> tuple[np.ndarray, list[Path]]:
