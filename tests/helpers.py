@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +69,19 @@ UNUSED = ".Spade.param_free_norm."  # the official ACE's never-called BatchNorm 
 FLOW = FlowNetConfig(nf=2, start_scale=2, num_scale=2, norm="batch")  # tiny; runs at 128x64
 
 
-def read_tsv(dataset: str) -> dict[str, tuple[int, ...]]:
+def read_official_tsv(dataset: str) -> tuple[int, dict[str, tuple[int, ...]]]:
+    """The official generator's name/shape list (tests/assets, dumped from the official code):
+    ``(trainable parameter count of its header line, {name: shape})``."""
     lines = (ASSETS / f"official-{dataset}-generator-params.tsv").read_text().splitlines()
+    total = int(re.search(r"(\d+) trainable parameters", lines[0]).group(1))
     assert lines[1] == "name\tshape"
     rows = (line.split("\t") for line in lines[2:])
-    return {name: () if shape == "scalar" else tuple(int(s) for s in shape.split("x")) for name, shape in rows}
+    return total, {name: () if shape == "scalar" else tuple(int(s) for s in shape.split("x")) for name, shape in rows}
+
+
+def read_tsv(dataset: str) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of :func:`read_official_tsv`."""
+    return read_official_tsv(dataset)[1]
 
 
 def random_official_state(dataset: str, seed: int) -> dict[str, torch.Tensor]:

@@ -4,8 +4,6 @@ and the spectral-norm conversion against torch's original implementation."""
 
 import dataclasses
 import functools
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,21 +16,10 @@ from spgnet.utils.torch_utils import count_parameters
 from spgnet.models.official import (load_official_generator_state, official_state_dict_to_ours,
                                     ours_state_dict_to_official)
 
+from helpers import read_official_tsv
+
 # Names and shapes of the official generators' state dicts, dumped from the official code.
-REFERENCE = Path(__file__).resolve().parents[1] / "assets"
-PRESETS = {"official-deepfashion": ("official-deepfashion-generator-params.tsv", 87_795_177),
-           "official-market": ("official-market-generator-params.tsv", 30_914_805)}
-
-
-def read_tsv(filename):
-    lines = (REFERENCE / filename).read_text().splitlines()
-    total = int(re.search(r"(\d+) trainable parameters", lines[0]).group(1))
-    assert lines[1] == "name\tshape"
-    shapes = {}
-    for line in lines[2:]:
-        name, shape = line.split("\t")
-        shapes[name] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-    return total, shapes
+PRESETS = {"official-deepfashion": ("deepfashion", 87_795_177), "official-market": ("market", 30_914_805)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,14 +31,14 @@ def meta_generator(preset):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_official_parameter_count(preset):
     filename, expected = PRESETS[preset]
-    total, _ = read_tsv(filename)
+    total, _ = read_official_tsv(filename)
     assert total == expected
     assert count_parameters(meta_generator(preset)) == expected
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_mapping_covers_every_official_name_and_shape(preset):
-    _, shapes = read_tsv(PRESETS[preset][0])
+    _, shapes = read_official_tsv(PRESETS[preset][0])
     gen = meta_generator(preset)
     official = ours_state_dict_to_official(gen.state_dict())
     assert set(official) == set(shapes)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from spgnet import SPGNetError
-from spgnet.config import POSE_KINDS
+from spgnet.config import POSE_CHANNELS, POSE_KINDS
 from spgnet.pose.keypoints import LIMBS, NUM_KEYPOINTS, check_keypoints, is_missing
 
 _LIMB_A = torch.tensor([a for a, _ in LIMBS])
@@ -150,12 +150,11 @@ def skeleton_distance_maps(kp, size: tuple[int, int], kappa: float = -0.1) -> to
 
 
 def pose_channels(kind: str) -> int:
-    """Number of pose-map channels of ``kind``: 30 (heat maps + distance maps) or 18 (disks)."""
-    if kind == "heatmap+distance":
-        return NUM_KEYPOINTS + len(LIMBS)
-    if kind == "disk":
-        return NUM_KEYPOINTS
-    raise SPGNetError(f"unknown pose map kind '{kind}' (choose from {', '.join(POSE_KINDS)})")
+    """Number of pose-map channels of ``kind``: 30 (heat maps + distance maps) or 18 (disks),
+    the config's :data:`spgnet.config.POSE_CHANNELS` (tests check it against the maps)."""
+    if kind not in POSE_CHANNELS:
+        raise SPGNetError(f"unknown pose map kind '{kind}' (choose from {', '.join(POSE_KINDS)})")
+    return POSE_CHANNELS[kind]
 
 
 def pose_maps(
