@@ -133,3 +133,94 @@ def test_fallbacks_and_errors():
         coarse_parsing(mask, np.zeros((17, 2)))
     with pytest.raises(SPGNetError):
         coarse_parsing(mask[None], keypoints(FRONT))
+
+
+# -- the cases the first coarse parsing got wrong on real photos ----------------------------
+
+
+def test_thighs_without_detected_knees_are_legs_not_arms():
+    mask = draw_person(FRONT)
+    for dropped in (("r-knee", "l-knee"), ("r-knee", "l-knee", "r-ankle", "l-ankle")):
+        joints = {k: v for k, v in FRONT.items() if k not in dropped}
+        labels = coarse_parsing(mask, keypoints(joints))
+        for x, y in ((47, 128), (73, 128), (47, 160), (73, 160)):  # thighs and shins
+            assert label_at(labels, x, y) == L["pants"], (dropped, x, y)
+        legs = mask.copy()
+        legs[:118] = False  # everything below the hips
+        assert not np.isin(labels[legs], [L["left-arm"], L["right-arm"]]).any()
+
+
+def test_waist_sits_at_the_hips():
+    """Clothes of the upper body reach the hip joints: 90 % of the way down is still upper-clothes."""
+    labels = coarse_parsing(draw_person(FRONT), keypoints(FRONT))
+    y = 52 + 0.9 * (110 - 52)
+    for x in (54, 60, 66):
+        assert label_at(labels, x, y) == L["upper-clothes"]
+    torso = np.zeros((H, W), bool)
+    rr, cc = polygon([54, 54, 108, 108], [45, 75, 70, 50], shape=torso.shape)  # well inside the torso
+    torso[rr, cc] = True
+    assert (labels[torso] == L["upper-clothes"]).mean() > 0.97
+
+
+def test_no_face_on_the_chest():
+    """Face pixels below the chin stay within the neck: the collar and the chest are clothing."""
+    mask = draw_person(FRONT)
+    rr, cc = polygon([52, 40, 40, 52], [36, 52, 68, 84], shape=mask.shape)  # shoulders' slope up to the neck
+    mask[rr, cc] = True
+    labels = coarse_parsing(mask, keypoints(FRONT))
+    ys, xs = np.nonzero(labels == L["face"])
+    chin = 25 + 2.5 * 5  # eyes at y=25, nose 5 px below them
+    below = ys > chin + 2
+    assert below.any()  # the neck is face
+    assert np.abs(xs[below] - 60).max() <= 0.14 * 40 + 1.5  # ... no wider than the neck
+    slope = labels[rr, cc][rr > 46]
+    assert (slope == L["upper-clothes"]).mean() > 0.7 and not (slope == L["face"]).any()  # the rest: shoulder caps
+
+
+def test_back_view_with_a_nose_is_hair_when_facing_back():
+    """BlazePose puts a nose and eyes on the back of a head: facing='back' overrides them."""
+    labels = coarse_parsing(draw_person(FRONT), keypoints(FRONT), facing="back")
+    assert label_at(labels, 60, 28) == L["hair"] and label_at(labels, 60, 15) == L["hair"]
+    assert not (labels == L["face"]).any()
+    with pytest.raises(SPGNetError, match="facing"):
+        coarse_parsing(draw_person(FRONT), keypoints(FRONT), facing="side")
+
+
+def test_skirt_when_the_mask_fills_the_gap_between_the_legs():
+    joints = dict(FRONT, **{"r-knee": (38, 145), "r-ankle": (34, 178), "l-knee": (82, 145), "l-ankle": (86, 178)})
+    trousers = draw_person(joints)
+    labels = coarse_parsing(trousers, keypoints(joints))
+    assert not (labels == L["skirt"]).any() and label_at(labels, 40, 140) == L["pants"]
+    skirt = trousers.copy()
+    rr, cc = polygon([110, 110, 150, 150], [46, 74, 88, 32], shape=skirt.shape)  # an A-line skirt to the knees
+    skirt[rr, cc] = True
+    labels = coarse_parsing(skirt, keypoints(joints))
+    assert label_at(labels, 60, 135) == L["skirt"] and label_at(labels, 40, 140) == L["skirt"]
+
+
+def test_hair_over_the_shoulders_is_hair():
+    mask = draw_person(FRONT)
+    for x in (44, 76):  # long hair falling beside the neck onto the shoulders
+        mask[disk((40, x), 6, shape=mask.shape)] = True
+    labels = coarse_parsing(mask, keypoints(FRONT))
+    assert label_at(labels, 44, 38) == L["hair"] and label_at(labels, 76, 38) == L["hair"]
+    assert label_at(labels, 28, 92) == L["right-arm"]
+
+
+def test_colours_tell_sleeves_and_bare_legs():
+    """With the photo: skin-coloured arm pixels stay arm, others are sleeves; skin under the
+    pants' region is bare leg."""
+    mask = draw_person(FRONT)
+    skin, shirt, shorts = np.array([224, 172, 140]), np.array([40, 60, 160]), np.array([30, 30, 30])
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:52][mask[:52]] = skin  # head and neck
+    image[:, :40][mask[:, :40]] = skin  # the right arm is bare from the shoulder ...
+    image[:, 80:][mask[:, 80:]] = shirt  # ... the left arm has a long sleeve
+    image[110:][mask[110:]] = shorts
+    image[140:][mask[140:]] = skin  # bare shins
+    image[175:][mask[175:]] = shorts  # shoes
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 28, 92) == L["right-arm"] and label_at(labels, 92, 92) == L["upper-clothes"]
+    assert label_at(labels, 47, 125) == L["pants"]
+    assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from spgnet.commands.transfer import add_common_arguments, pose_size_arg
+from spgnet.commands.transfer import add_common_arguments, photo_options, pose_size_arg, print_notes
 from spgnet.photo.animation import ANIMATION_OUTPUTS, IMAGE_OUTPUTS
 
 
@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
     strip = check_output_suffix(args.strip, IMAGE_OUTPUTS, "--strip") if args.strip else None
     pose_size = pose_size_arg(args.pose_size)
     with PoseTransfer(args.checkpoint, args.device, args.overrides, seed=args.seed,
-                      batch_size=args.batch_size) as model:
+                      batch_size=args.batch_size, **photo_options(args)) as model:
         result = model.animate(args.source, args.poses, pose_size)
+        print_notes(model.notes)
     write_animation(result.frames, out, args.fps)
     if strip is not None:
         save_image(frame_strip(result.frames), strip)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from spgnet import SPGNetError
+from spgnet.commands.transfer import add_photo_arguments, photo_options, print_notes
 from spgnet.photo.prepare import PAIR_MODES, REPORT_NAME, SPLIT_CHOICES
 
 
@@ -23,8 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the part before the first '_' (default all)")
     p.add_argument("--split", default="test", choices=SPLIT_CHOICES,
                    help="split to write; 'both' writes the same images as train and test (default test)")
-    p.add_argument("--visibility", type=float, default=0.5, metavar="V",
-                   help="BlazePose visibility a joint needs to be annotated, in [0, 1] (default 0.5)")
+    add_photo_arguments(p)
     p.add_argument("--force", action="store_true", help="write into a split folder that already holds files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -34,12 +33,18 @@ def run(args: argparse.Namespace) -> int:
     from spgnet.photo.prepare import prepare_photos
 
     size = parse_size(args.size)
-    if not 0.0 <= args.visibility <= 1.0:
-        raise SPGNetError(f"--visibility {args.visibility}: must lie in [0, 1]")
+    options = photo_options(args)
+    parser = None
+    if options["parser"] != "coarse":
+        from spgnet.photo.learned_parsing import load_parser
+
+        parser = load_parser(options["parser"], options["parser_weights"])
     r = prepare_photos(args.images, args.out, size=size, pairs=args.pairs, split=args.split,
-                       visibility_threshold=args.visibility, force=args.force, progress=not args.quiet)
+                       visibility_threshold=options["visibility_threshold"], force=args.force,
+                       progress=not args.quiet, person=options["person"], parser=parser)
     for path in r.skipped:
         print(f"no person found in {path}")
+    print_notes(r.notes)
     print(f"wrote {len(r.names)} image(s) and {len(r.pairs)} pair(s) at {size[0]}x{size[1]} to {r.root} "
           f"(split {', '.join(r.splits)}; {len(r.skipped)} skipped; report in {r.root / REPORT_NAME}) "
           f"in {r.seconds:.1f}s")

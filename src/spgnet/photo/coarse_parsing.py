@@ -1,38 +1,45 @@
-"""A coarse CIHP parsing from a person mask and OpenPose-18 keypoints (docs/design.md §11).
+"""A coarse CIHP parsing from a person mask and OpenPose-18 keypoints (docs/design.md §11),
+refined by the photo's colours when the photo is given.
 
-For photos that have no human parser at hand: every pixel of the person mask takes the
-label of the **nearest body part**, a part being a set of capsules (segments with a
-radius, distance = point-to-segment distance minus the radius, the formula of the
-skeleton distance maps of docs/design.md §3 / :mod:`spgnet.pose`) and filled polygons (distance
-0 inside). Pixels outside the mask are background (0). It is *coarse*: no clothing
-types beyond upper-clothes / pants, no skin on legs, no neck class, sleeves count as arm.
+For photos that have no learned human parser at hand (see :mod:`spgnet.photo.learned_parsing`):
+every pixel of the person mask takes the label of the **nearest body part**, a part being
+a set of capsules (segments with a radius, distance = point-to-segment distance minus the
+radius, the formula of the skeleton distance maps of docs/design.md §3 / :mod:`spgnet.pose`)
+and filled polygons (distance 0 inside). Pixels outside the mask are background (0).
 
 Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; see
-:func:`_body_unit`):
+:func:`_body_unit`; "up" is the body's up, from the hips to the shoulders):
 
-* **head**: a disk around the mean of the present face joints (nose, eyes, ears), radius
-  max(half the largest face-joint spread, 0.3 unit), plus the segment neck -> that centre.
-  Split into **face 13** (the lower and central part: along the head's up axis at most
-  1.5 eye-nose distances above the eyes, and laterally within 0.65 ear-to-ear
-  distances; the neck below the chin is face too) and **hair 2** (the rest: the top and
-  the sides of the head). With no nose and no eyes (a back view) the head is all hair.
-* **torso -> upper-clothes 5**: the quadrilateral shoulders -> waists, where a waist is
-  80 % of the way from its shoulder to its hip (pants start at the waist, above the hip
-  joints). Hips that are missing are placed 1.5 unit below the shoulders (perpendicular to
-  the shoulder line, away from the head); then the torso runs to them and there are no pants
-  from the torso. Without both shoulders the torso is the present neck-shoulder / neck-hip
-  segments.
-* **pants 9**: the quadrilateral waists -> hips, and per leg the chain hip -> knee -> ankle.
-* **arms**: the chains shoulder -> elbow -> wrist: the person's left -> **left-arm 14**, right
-  -> **right-arm 15** (CIHP left/right are the person's, like OpenPose's). An arm within
-  0.12 unit of its chain wins over the torso and pants, so arms held in front of the body
-  stay arms.
-* **shoes**: leg pixels beyond 90 % of the knee -> ankle segment (projected on it) become
-  **left-shoe 18** / **right-shoe 19**.
+* **torso -> upper-clothes 5**: the quadrilateral from the shoulder line, raised by
+  :data:`COLLAR` units (the collar and the tops of the shoulders lie above the shoulder
+  joints), down to the **hip line** (the waist: clothes of the upper body reach the hip
+  joints). Hips that are missing are placed 1.5 unit below the shoulders; then the torso
+  runs to them and there are no legs (a half-body photo).
+* **legs -> pants 9**: per leg the chain hip -> knee -> ankle. A knee or ankle that is
+  missing while its hip is known is **extrapolated** (knee halfway to a known ankle, or
+  along the torso's axis by :data:`THIGH` / :data:`SHIN` torso lengths), so thighs are never
+  left to the arms. Leg pixels beyond 90 % of the knee -> ankle segment become
+  **left-shoe 18** / **right-shoe 19** (only with a detected ankle).
+* **arms**: the chains shoulder -> elbow -> wrist: the person's left -> **left-arm 14**,
+  right -> **right-arm 15** (CIHP left/right are the person's). An arm within
+  :data:`ARM_RADIUS` units of its chain wins over the torso and the legs.
+* **head**: a disk around the face joints (nose, eyes, ears), plus the **neck**, a capsule of
+  radius :data:`NECK_RADIUS` units from the chin to the neck joint (no wider: the chest
+  beside the neck is clothing). Face 13 = the face ellipse (from the eyes down to the chin,
+  as wide as the ears) and the neck; **hair 2** = the rest of the head, and the mask above
+  the shoulders beside the head that no arm claims (hair over the shoulders).
+  A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
+  decides with a face detector because BlazePose reports a nose on back views too) has
+  no face: head and neck are hair.
+* **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
+  the garment is not), the pants are a skirt.
 
-A chain uses its consecutive present joints (shoulder -> wrist when the elbow is missing).
-With no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised
-over pixels: one ``(S, H, W)`` distance stack for the S segments.
+With the photo (``image``) and a front view, a **skin colour** model is taken from the
+middle of the face (median and spread of the chroma and lightness): arm pixels that are
+not skin are sleeves (upper-clothes), and pants/skirt pixels that are skin are the bare
+legs (**left-leg 16** / **right-leg 17**). A chain uses its consecutive present joints. With
+no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised over
+pixels: one ``(S, H, W)`` distance stack for the S segments.
 """
 
 from __future__ import annotations
@@ -44,24 +51,33 @@ from spgnet.parsing import LABEL_INDEX
 from spgnet.pose import check_keypoints, is_missing
 
 FACE, HAIR = LABEL_INDEX["face"], LABEL_INDEX["hair"]
-UPPER, PANTS = LABEL_INDEX["upper-clothes"], LABEL_INDEX["pants"]
+UPPER, PANTS, SKIRT = LABEL_INDEX["upper-clothes"], LABEL_INDEX["pants"], LABEL_INDEX["skirt"]
 LEFT_ARM, RIGHT_ARM = LABEL_INDEX["left-arm"], LABEL_INDEX["right-arm"]
+LEFT_LEG, RIGHT_LEG = LABEL_INDEX["left-leg"], LABEL_INDEX["right-leg"]
 LEFT_SHOE, RIGHT_SHOE = LABEL_INDEX["left-shoe"], LABEL_INDEX["right-shoe"]
 
-# Parts of the distance stack and the CIHP label each one gives (the head is split later).
-_HEAD, _TORSO, _HIPS, _L_LEG, _R_LEG, _L_ARM, _R_ARM = range(7)
-_PART_LABEL = np.array([FACE, UPPER, PANTS, PANTS, PANTS, LEFT_ARM, RIGHT_ARM], dtype=np.uint8)
+# Parts of the distance stack, in the order that wins ties, and the CIHP label each one
+# gives (the head and the neck are split into face and hair later).
+_TORSO, _NECK_PART, _HEAD, _L_LEG, _R_LEG, _L_ARM, _R_ARM = range(7)
+_PART_LABEL = np.array([UPPER, FACE, FACE, PANTS, PANTS, LEFT_ARM, RIGHT_ARM], dtype=np.uint8)
 
 # OpenPose-18 joints (docs/design.md §2).
-_NOSE, _NECK, _R_SH, _L_SH, _R_HIP, _L_HIP = 0, 1, 2, 5, 8, 11
+_NOSE, _NECK, _R_SH, _L_SH, _R_HIP, _R_KNEE, _L_HIP, _L_KNEE = 0, 1, 2, 5, 8, 9, 11, 12
 _R_EYE, _L_EYE, _R_EAR, _L_EAR = 14, 15, 16, 17
 _CHAINS = {_R_ARM: (2, 3, 4), _L_ARM: (5, 6, 7), _R_LEG: (8, 9, 10), _L_LEG: (11, 12, 13)}
 
-WAIST_FRACTION = 0.8  # shoulder -> hip fraction where the pants begin
-ARM_RADIUS = 0.12  # arm half-width in units: within it an arm beats torso and pants
+# Proportions, in units (shoulder widths), torso lengths (shoulders -> hips) or eye-nose
+# distances ("steps"): an adult's average build, rounded.
+COLLAR = 0.15  # units the torso reaches above the shoulder joints
+NECK_RADIUS = 0.14  # neck half-width, in units
+ARM_RADIUS = 0.12  # arm half-width in units: within it an arm beats torso and legs
+THIGH, SHIN = 0.85, 0.85  # hip -> knee and knee -> ankle, in torso lengths (for missing joints)
+THIGH_RADIUS = 0.2  # thigh half-width in units (the gap between the thighs starts beyond it)
+SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
-HAIRLINE = 1.5  # hairline height above the eyes, in eye-nose distances
-FACE_HALF_WIDTH = 0.65  # face half-width in ear-to-ear distances (ears sit a little inside the cheeks' outline)
+HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
+FACE_HALF_WIDTH = 1.6  # face half-width, in steps
+SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin: within these many spreads of the face's median colour
 
 
 def _body_unit(kp: np.ndarray, present: np.ndarray, mask: np.ndarray) -> float:
@@ -113,37 +129,87 @@ def _inside_triangles(triangles: np.ndarray, h: int, w: int) -> np.ndarray:
     return ((s >= 0).all(0) | (s <= 0).all(0)).any(0)
 
 
-def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float):
+def _axes(kp: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """The body's down direction (mid-shoulders -> mid-hips, else image down) and the torso length."""
+    sh = [j for j in (_R_SH, _L_SH) if present[j]]
+    hips = [j for j in (_R_HIP, _L_HIP) if present[j]]
+    if sh and hips:
+        v = kp[hips].mean(0) - kp[sh].mean(0)
+        n = float(np.linalg.norm(v))
+        if n > 1e-6:
+            return v / n, n
+    return np.array([0.0, 1.0]), None
+
+
+def _complete_legs(kp: np.ndarray, present: np.ndarray, unit: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints with the knees and ankles of known hips filled in (see the module docstring)."""
+    kp, present = kp.copy(), present.copy()
+    down, torso = _axes(kp, present)
+    torso = torso if torso is not None else 1.5 * unit
+    for hip, knee, ankle in (_CHAINS[_R_LEG], _CHAINS[_L_LEG]):
+        if not present[hip]:
+            continue
+        if not present[knee]:
+            kp[knee] = 0.5 * (kp[hip] + kp[ankle]) if present[ankle] else kp[hip] + THIGH * torso * down
+            present[knee] = True
+        if not present[ankle]:
+            kp[ankle] = kp[knee] + SHIN * torso * _unit_vector(kp[knee] - kp[hip], down)
+            present[ankle] = True
+    return kp, present
+
+
+def _face_frame(kp: np.ndarray, present: np.ndarray, unit: float):
+    """(eye centre, up unit vector, eye-nose step) of a front view, or None without eyes and nose."""
+    eyes = [j for j in (_R_EYE, _L_EYE) if present[j]]
+    if not eyes and not present[_NOSE]:
+        return None
+    eye = kp[eyes].mean(0) if eyes else kp[_NOSE]
+    face_centre = kp[[j for j in (_NOSE, _R_EYE, _L_EYE) if present[j]]].mean(0)
+    if present[_NECK]:
+        up = _unit_vector(face_centre - kp[_NECK], (0.0, -1.0))
+    elif len(eyes) == 2:
+        across = kp[_L_EYE] - kp[_R_EYE]
+        up = _unit_vector(np.array([across[1], -across[0]]), (0.0, -1.0))
+        if present[_NOSE] and float(up @ (eye - kp[_NOSE])) < 0:
+            up = -up
+    else:
+        up = np.array([0.0, -1.0])
+    eye_nose = float(np.linalg.norm(kp[_NOSE] - eye)) if present[_NOSE] and eyes else 0.0
+    return eye, up, max(eye_nose, 0.12 * unit)
+
+
+def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float, face):
     """Capsules ``[(a, b, radius, part)]`` and filled quadrilaterals ``[(4 corners, part)]``."""
     capsules: list[tuple[np.ndarray, np.ndarray, float, int]] = []
     quads: list[tuple[np.ndarray, int]] = []
 
-    face = [j for j in (_NOSE, _R_EYE, _L_EYE, _R_EAR, _L_EAR) if present[j]]
+    face_joints = [j for j in (_NOSE, _R_EYE, _L_EYE, _R_EAR, _L_EAR) if present[j]]
     head_centre = None
-    if face:
-        pts = kp[face].astype(np.float64)
+    if face_joints:
+        pts = kp[face_joints]
         head_centre = pts.mean(0)
         spread = float(np.linalg.norm(pts[:, None] - pts[None], axis=-1).max())
         capsules.append((head_centre, head_centre, max(0.5 * spread, 0.3 * unit), _HEAD))
-        if present[_NECK]:
-            capsules.append((kp[_NECK], head_centre, 0.0, _HEAD))
     elif present[_NECK]:  # no face joint: assume the head sits above the neck
         head_centre = kp[_NECK] + np.array([0.0, -0.6 * unit])
         capsules.append((head_centre, head_centre, 0.3 * unit, _HEAD))
-        capsules.append((kp[_NECK], head_centre, 0.0, _HEAD))
+    if head_centre is not None and present[_NECK]:
+        chin = head_centre
+        if face is not None:
+            eye, up, step = face
+            chin = eye - CHIN * step * up
+        capsules.append((kp[_NECK], chin, NECK_RADIUS * unit, _NECK_PART))
 
     if present[_R_SH] and present[_L_SH]:
-        r_sh, l_sh = kp[_R_SH].astype(np.float64), kp[_L_SH].astype(np.float64)
+        r_sh, l_sh = kp[_R_SH], kp[_L_SH]
         if present[_R_HIP] and present[_L_HIP]:
-            r_hip, l_hip, hips_known = kp[_R_HIP], kp[_L_HIP], True
-        elif present[_R_HIP] or present[_L_HIP]:  # the missing hip: translate the known one by the shoulder vector
-            if present[_R_HIP]:
-                r_hip = kp[_R_HIP]
-                l_hip = r_hip + (l_sh - r_sh)
-            else:
-                l_hip = kp[_L_HIP]
-                r_hip = l_hip + (r_sh - l_sh)
-            hips_known = True
+            r_hip, l_hip = kp[_R_HIP], kp[_L_HIP]
+        elif present[_R_HIP]:  # the missing hip: translate the known one by the shoulder vector
+            r_hip = kp[_R_HIP]
+            l_hip = r_hip + (l_sh - r_sh)
+        elif present[_L_HIP]:
+            l_hip = kp[_L_HIP]
+            r_hip = l_hip + (r_sh - l_sh)
         else:
             across = l_sh - r_sh
             down = _unit_vector(np.array([-across[1], across[0]]), (0.0, 1.0))
@@ -151,15 +217,9 @@ def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float):
             away = mid - head_centre if head_centre is not None else np.array([0.0, 1.0])
             if float(down @ away) < 0:
                 down = -down
-            r_hip, l_hip, hips_known = r_sh + 1.5 * unit * down, l_sh + 1.5 * unit * down, False
-        r_hip, l_hip = np.asarray(r_hip, np.float64), np.asarray(l_hip, np.float64)
-        if hips_known:
-            r_waist = r_sh + WAIST_FRACTION * (r_hip - r_sh)
-            l_waist = l_sh + WAIST_FRACTION * (l_hip - l_sh)
-            quads.append((np.stack([r_waist, l_waist, l_hip, r_hip]), _HIPS))
-        else:
-            r_waist, l_waist = r_hip, l_hip
-        quads.append((np.stack([r_sh, l_sh, l_waist, r_waist]), _TORSO))
+            r_hip, l_hip = r_sh + 1.5 * unit * down, l_sh + 1.5 * unit * down
+        lift = COLLAR * unit * _unit_vector(0.5 * (r_sh + l_sh - r_hip - l_hip), (0.0, -1.0))
+        quads.append((np.stack([r_sh + lift, l_sh + lift, l_hip, r_hip]), _TORSO))
     else:
         for a, b in ((_NECK, _R_SH), (_NECK, _L_SH), (_NECK, _R_HIP), (_NECK, _L_HIP), (_R_HIP, _L_HIP)):
             if present[a] and present[b]:
@@ -176,57 +236,79 @@ def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float):
     return capsules, quads
 
 
-def _split_head(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, unit: float) -> None:
-    """Relabel the head pixels (``FACE``) of ``labels`` in place into face 13 and hair 2."""
-    head = labels == FACE
-    if not head.any():
+def _grid_along(h: int, w: int, origin: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``(H, W)``: every pixel's coordinate along ``direction`` from ``origin``."""
+    return (np.arange(w)[None, :] - origin[0]) * direction[0] + (np.arange(h)[:, None] - origin[1]) * direction[1]
+
+
+def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face) -> None:
+    """Label the head pixels face 13 (the face ellipse) or hair 2, the neck face (in place)."""
+    if face is None:  # back view: the back of the head and the neck are hair
+        labels[head | neck] = HAIR
         return
-    eyes = [j for j in (_R_EYE, _L_EYE) if present[j]]
-    if not eyes and not present[_NOSE]:
-        labels[head] = HAIR  # back view: only hair
-        return
-    eye = kp[eyes].astype(np.float64).mean(0) if eyes else kp[_NOSE].astype(np.float64)
-    face_centre = kp[[j for j in (_NOSE, _R_EYE, _L_EYE) if present[j]]].astype(np.float64).mean(0)
-    if present[_NECK]:
-        up = _unit_vector(face_centre - kp[_NECK], (0.0, -1.0))
-    elif len(eyes) == 2:
-        across = kp[_L_EYE] - kp[_R_EYE]
-        up = _unit_vector(np.array([across[1], -across[0]]), (0.0, -1.0))
-        if present[_NOSE] and float(up @ (eye - kp[_NOSE])) < 0:
-            up = -up
-    else:
-        up = np.array([0.0, -1.0])
+    eye, up, step = face
+    h, w = labels.shape
     side = np.array([-up[1], up[0]])
-    eye_nose = float(np.linalg.norm(kp[_NOSE] - eye)) if present[_NOSE] and eyes else 0.0
-    step = max(eye_nose, 0.12 * unit)
-    ears = float(np.linalg.norm(kp[_R_EAR] - kp[_L_EAR])) if present[_R_EAR] and present[_L_EAR] else 0.0
-    half_width = max(FACE_HALF_WIDTH * ears, 1.2 * step)
-    ys, xs = np.nonzero(head)
-    rel_x, rel_y = xs - eye[0], ys - eye[1]
-    along = rel_x * up[0] + rel_y * up[1]
-    lateral = rel_x * side[0] + rel_y * side[1]
-    is_face = (along <= HAIRLINE * step) & (np.abs(lateral) <= half_width)
-    labels[ys, xs] = np.where(is_face, FACE, HAIR)
+    centre = eye - 0.5 * (CHIN - HAIRLINE) * step * up  # halfway between the hairline and the chin
+    along = _grid_along(h, w, centre, up) / (0.5 * (CHIN + HAIRLINE) * step)
+    lateral = _grid_along(h, w, centre, side) / (FACE_HALF_WIDTH * step)
+    in_face = along ** 2 + lateral ** 2 <= 1.0
+    labels[head] = np.where(in_face[head], FACE, HAIR)
+    labels[neck] = FACE
 
 
-def coarse_parsing(mask: np.ndarray, kp: np.ndarray) -> np.ndarray:
+def _skin_model(image: np.ndarray, face_pixels: np.ndarray):
+    """Median and spread of the face's colour (YCbCr), or None with too few face pixels."""
+    if face_pixels.sum() < 30:
+        return None
+    ycc = _ycbcr(image[face_pixels])
+    med = np.median(ycc, 0)
+    spread = 1.4826 * np.median(np.abs(ycc - med), 0)  # MAD -> sigma
+    return med, np.maximum(spread, np.array([12.0, 4.0, 4.0]))
+
+
+def _ycbcr(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.float32)
+    y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+    cb = 128.0 - 0.168736 * rgb[..., 0] - 0.331264 * rgb[..., 1] + 0.5 * rgb[..., 2]
+    cr = 128.0 + 0.5 * rgb[..., 0] - 0.418688 * rgb[..., 1] - 0.081312 * rgb[..., 2]
+    return np.stack([y, cb, cr], -1)
+
+
+def _is_skin(image: np.ndarray, model) -> np.ndarray:
+    med, spread = model
+    z = (_ycbcr(image) - med) / spread
+    return (np.abs(z[..., 0]) <= SKIN_LIGHTNESS) & (np.hypot(z[..., 1], z[..., 2]) <= SKIN_CHROMA)
+
+
+def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = None,
+                   facing: str | None = None) -> np.ndarray:
     """Coarse CIHP labels ``(H, W)`` uint8 from a person ``mask (H, W)`` bool and ``kp (18, 2)`` (x, y).
 
     Every mask pixel gets a body-part label (see the module docstring), every other pixel
     0. Joints may lie off the image; missing joints are negative (docs/design.md §2).
+    ``image``: the ``(H, W, 3)`` uint8 RGB photo, for the skin colour rules; ``facing``:
+    ``"front"``, ``"back"`` or None (decided from the keypoints: back without nose and eyes).
     """
     mask = np.asarray(mask).astype(bool)
     kp = np.asarray(kp, dtype=np.float64)
     if mask.ndim != 2:
         raise SPGNetError(f"coarse_parsing needs an (H, W) mask, got shape {mask.shape}")
     check_keypoints(kp, "coarse_parsing: keypoints", ndims=(2,))
+    if facing not in (None, "front", "back"):
+        raise SPGNetError(f"coarse_parsing: facing must be 'front', 'back' or None, got {facing!r}")
     h, w = mask.shape
+    if image is not None and np.asarray(image).shape != (h, w, 3):
+        raise SPGNetError(f"coarse_parsing: image must be (H, W, 3) = ({h}, {w}, 3), got {np.asarray(image).shape}")
     labels = np.zeros((h, w), np.uint8)
     if not mask.any():
         return labels
     present = ~is_missing(kp)
     unit = _body_unit(kp, present, mask)
-    capsules, quads = _body_parts(kp, present, unit)
+    face = None if facing == "back" else _face_frame(kp, present, unit)
+    detected = present.copy()
+    kp, present = _complete_legs(kp, present, unit)
+    capsules, quads = _body_parts(kp, present, unit, face)
     if not capsules:
         labels[mask] = UPPER
         return labels
@@ -241,25 +323,77 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray) -> np.ndarray:
     for corners, part in quads:
         inside = _inside_triangles(np.stack([corners[[0, 1, 2]], corners[[0, 2, 3]]]).astype(np.float32), h, w)
         dist[np.searchsorted(part_ids, part)][inside] = 0.0
-    nearest = part_ids[dist.argmin(0)]  # (H, W) part id
+    nearest = part_ids[dist.argmin(0)]  # (H, W) part id (ties: the torso, then the neck)
 
     arm_rows = np.isin(part_ids, (_L_ARM, _R_ARM))
     if arm_rows.any():
         arm_dist = dist[arm_rows]
-        near_arm = (arm_dist.min(0) <= ARM_RADIUS * unit) & np.isin(nearest, (_TORSO, _HIPS, _L_LEG, _R_LEG))
+        near_arm = (arm_dist.min(0) <= ARM_RADIUS * unit) & np.isin(nearest, (_TORSO, _L_LEG, _R_LEG))
         nearest = np.where(near_arm, part_ids[arm_rows][arm_dist.argmin(0)], nearest)
+    leg_rows = np.isin(part_ids, (_L_LEG, _R_LEG))
+    if leg_rows.any() and present[_R_HIP] and present[_L_HIP]:
+        # below the hip line the legs take over from the torso (the pants' waistband is straight)
+        down, _ = _axes(kp, present)
+        below = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) > 0
+        nearest = np.where(below & (nearest == _TORSO), part_ids[leg_rows][dist[leg_rows].argmin(0)], nearest)
+    if (present[_R_SH] or present[_L_SH]) and np.isin(part_ids, (_HEAD,)).any():
+        # above the shoulders and off the arm chains: hair that falls over the shoulders
+        sh = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
+        down, _ = _axes(kp, present)
+        above = _grid_along(h, w, sh, -down) > COLLAR * unit
+        far_from_arm = dist[arm_rows].min(0) > ARM_RADIUS * unit if arm_rows.any() else np.ones((h, w), bool)
+        nearest = np.where(above & far_from_arm & np.isin(nearest, (_L_ARM, _R_ARM, _TORSO)), _HEAD, nearest)
 
     labels_all = _PART_LABEL[nearest]
+    legs = np.isin(nearest, (_L_LEG, _R_LEG))
+    if _skirt(mask, kp, present, detected, unit):
+        labels_all = np.where(legs, np.uint8(SKIRT), labels_all)
     for part, shoe, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
-        if present[knee] and present[ankle]:
+        if detected[ankle]:
             shin = kp[ankle] - kp[knee]
             length2 = float(shin @ shin)
             if length2 > 0:
-                along = ((np.arange(w)[None, :] - kp[knee, 0]) * shin[0] + (np.arange(h)[:, None] - kp[knee, 1]) * shin[1]) / length2
+                along = _grid_along(h, w, kp[knee], shin) / length2
                 labels_all = np.where((nearest == part) & (along >= SHOE_FRACTION), np.uint8(shoe), labels_all)
     labels[mask] = labels_all[mask]
-    _split_head(labels, kp, present, unit)
+    neck = nearest == _NECK_PART
+    if neck.any():  # the neck is its capsule; the pixels merely nearest to it belong to the head
+        within = dist[np.searchsorted(part_ids, _NECK_PART)] <= 0
+        nearest = np.where(neck & ~within, _HEAD, nearest)
+    _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
+
+    if image is not None and face is not None:
+        image = np.asarray(image)
+        core = labels == FACE
+        skin_model = _skin_model(image, core & ~(mask & (nearest == _NECK_PART)))
+        if skin_model is not None:
+            skin = _is_skin(image, skin_model) & mask
+            arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
+            labels[arms & ~skin] = UPPER  # sleeves
+            bare = np.isin(labels, (PANTS, SKIRT)) & skin
+            labels[bare & (nearest == _L_LEG)] = LEFT_LEG
+            labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
     return labels
+
+
+def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float) -> bool:
+    """True when the mask fills the gap between two detected, spread thighs (a skirt or a dress)."""
+    legs = (_R_HIP, _R_KNEE, _L_HIP, _L_KNEE)
+    if not detected[list(legs)].all():
+        return False
+    h, w = mask.shape
+    quad = kp[[_R_HIP, _L_HIP, _L_KNEE, _R_KNEE]].astype(np.float32)
+    inside = _inside_triangles(np.stack([quad[[0, 1, 2]], quad[[0, 2, 3]]]), h, w)
+    thighs = _segment_distances(kp[[[_R_HIP, _R_KNEE], [_L_HIP, _L_KNEE]]], h, w).min(0)
+    gap = inside & (thighs > THIGH_RADIUS * unit)
+    # only the lower half of the gap (near the hips the legs touch anyway)
+    mid_hip, mid_knee = kp[[_R_HIP, _L_HIP]].mean(0), kp[[_R_KNEE, _L_KNEE]].mean(0)
+    axis = mid_knee - mid_hip
+    length2 = float(axis @ axis)
+    if length2 <= 0:
+        return False
+    gap &= _grid_along(h, w, mid_hip, axis) / length2 >= 0.5
+    return gap.sum() >= 12 and float(mask[gap].mean()) >= SKIRT_FILL
 
 
 __all__ = ["coarse_parsing"]

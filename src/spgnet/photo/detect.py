@@ -74,6 +74,8 @@ _NECK = 1
 _SOURCES = np.array(sorted({i for j in BLAZEPOSE_TO_OPENPOSE18 for i in ((j,) if isinstance(j, int) else j)}))
 
 MASK_THRESHOLD = 0.5
+MAX_PEOPLE = 8  # most people reported per image by PoseDetector.detect_people
+MIN_FACE_SIDE = 12  # heads smaller than this (pixels) are not checked for a face (see PoseDetector.facing)
 
 
 @dataclass
@@ -85,12 +87,14 @@ class Detection:
     score      float            mean BlazePose visibility of the landmarks the 18 joints come from
     landmarks  (33, 3) float32  raw BlazePose landmarks: x, y (pixel centres, may lie off the
                                 image), visibility
+    facing     str | None       "front" or "back" (see :meth:`PoseDetector.facing`), None if not decided
     """
 
     keypoints: np.ndarray
     mask: np.ndarray
     score: float
     landmarks: np.ndarray
+    facing: str | None = None  # "front" / "back" once decided by PoseDetector.detect_people, else None
 
 
 def landmarks_to_openpose18(landmarks: np.ndarray, size: tuple[int, int], visibility_threshold: float = 0.5) -> np.ndarray:
@@ -164,6 +168,7 @@ class PoseDetector:
         # stays silenced from construction through one blank image (by then every model is
         # open) and up to the first image with a person (the landmark model's first run).
         self._quiet = True
+        self._faces = None  # the face detector behind facing(), built on first use
         with _native_stderr_silenced():
             self._pose = mp_pose.Pose(
                 static_image_mode=True, model_complexity=1, smooth_landmarks=False, enable_segmentation=True,
@@ -175,6 +180,9 @@ class PoseDetector:
         if self._pose is not None:
             self._pose.close()
             self._pose = None
+        if self._faces is not None:
+            self._faces.close()
+            self._faces = None
 
     def __enter__(self) -> PoseDetector:
         return self
@@ -221,6 +229,257 @@ class PoseDetector:
     def __call__(self, images: Iterable[np.ndarray]) -> list[Detection | None]:
         return [self.detect_one(im) for im in images]
 
+    # ------------------------------------------------------------------ several people
+
+    def _detect_window(self, image: np.ndarray, box: tuple[int, int, int, int]) -> Detection | None:
+        """:meth:`detect_one` on ``image[y0:y1, x0:x1]``, returned in the whole image's frame
+        (landmarks shifted, the mask placed into an image-sized canvas)."""
+        x0, y0, x1, y1 = box
+        found = self.detect_one(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        if found is None:
+            return None
+        h, w = image.shape[:2]
+        lm = found.landmarks.copy()
+        lm[:, 0] += x0
+        lm[:, 1] += y0
+        mask = np.zeros((h, w), bool)
+        mask[y0:y1, x0:x1] = found.mask
+        return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), mask, found.score, lm)
+
+    def facing(self, image: np.ndarray, d: Detection) -> str:
+        """``"back"`` when no face is found around the head of ``d``, else ``"front"``.
+
+        BlazePose places a nose and eyes on the back of a head too (with high visibility),
+        so the view is decided by MediaPipe's short-range face detector (in the wheel) on a
+        square window around BlazePose's face landmarks (0-10), three head sizes wide. A
+        head smaller than :data:`MIN_FACE_SIDE` pixels, or off the image, counts as front.
+        """
+        h, w = image.shape[:2]
+        face = d.landmarks[:11, :2]
+        centre = face.mean(0)
+        side = 3.0 * max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
+        if side / 3.0 < MIN_FACE_SIDE:
+            return "front"
+        x0, y0 = int(max(0, centre[0] - side / 2)), int(max(0, centre[1] - side / 2))
+        x1, y1 = int(min(w, centre[0] + side / 2)), int(min(h, centre[1] + side / 2))
+        if x1 - x0 < MIN_FACE_SIDE or y1 - y0 < MIN_FACE_SIDE:
+            return "front"
+        if self._faces is None:
+            with _native_stderr_silenced(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from mediapipe.python.solutions import face_detection
+
+                self._faces = face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+        with _native_stderr_silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
+            found = self._faces.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        return "front" if found.detections else "back"
+
+    def detect_people(self, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:
+        """Every person found in an ``(H, W, 3)`` uint8 RGB image, sorted left to right.
+
+        BlazePose follows one person per run, so the search runs it several times (see
+        :func:`find_people`): on the whole image, again with each person found so far
+        painted over, and on overlapping half-size windows (images whose short side is at
+        least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
+        are found. Candidates that are the same person are merged, each person is detected
+        once more on a window around it (its final keypoints and mask), and every mask is
+        restricted to the pixels nearer this person's skeleton than anyone else's. An
+        empty list means no person.
+        """
+        return find_people(self, image, max_people)
+
+
+# --------------------------------------------------------------------------- several people
+
+WINDOW_MIN_SIDE = 256  # images with a shorter side are not searched window by window
+PRESENT_VISIBILITY = 0.5  # landmark visibility counted as "seen" by the search
+MIN_SEEN_LANDMARKS = 3  # a candidate must show at least this many body landmarks ...
+MIN_MASK_SUPPORT = 0.5  # ... and at least this fraction of them must lie on its person mask
+SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
+CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
+
+# BlazePose landmarks of the body (nose, shoulders, elbows, wrists, hips, knees, ankles)
+# and the bones between them, for comparing candidates and sharing the mask.
+_BODY = np.array([0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
+_BONES = np.array([(11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24),
+                   (23, 25), (25, 27), (24, 26), (26, 28), (0, 11), (0, 12)])
+
+
+def _seen(d: Detection, size: tuple[int, int]) -> np.ndarray:
+    """``(33,)`` bool: landmarks of ``d`` seen (visibility) and on the ``size = (H, W)`` image."""
+    h, w = size
+    xy, vis = d.landmarks[:, :2], d.landmarks[:, 2]
+    return (vis >= PRESENT_VISIBILITY) & (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+
+
+def person_box(d: Detection, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """``(x0, y0, x1, y1)``: the box of the seen body landmarks of ``d`` (all landmarks if none is seen)."""
+    seen = _seen(d, size)
+    xy = d.landmarks[seen if seen.any() else slice(None), :2]
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _is_person(d: Detection, size: tuple[int, int]) -> bool:
+    """Enough body landmarks seen, and most of them on the person mask (not a pattern on a wall)."""
+    seen = _seen(d, size)[_BODY]
+    if seen.sum() < MIN_SEEN_LANDMARKS:
+        return False
+    xy = np.rint(d.landmarks[_BODY[seen], :2]).astype(int)
+    return float(d.mask[xy[:, 1], xy[:, 0]].mean()) >= MIN_MASK_SUPPORT
+
+
+def _same_person(a: Detection, b: Detection, size: tuple[int, int]) -> bool:
+    """Two candidates are one person when their commonly seen body landmarks lie close together."""
+    common = (_seen(a, size) & _seen(b, size))[_BODY]
+    boxes = np.array([person_box(a, size), person_box(b, size)])
+    scale = float(np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).max()) + 1e-6
+    if common.sum() >= 3:
+        idx = _BODY[common]
+        return float(np.median(np.linalg.norm(a.landmarks[idx, :2] - b.landmarks[idx, :2], axis=1))) < SAME_PERSON * scale
+    ix = max(0.0, min(boxes[:, 2]) - max(boxes[:, 0]))
+    iy = max(0.0, min(boxes[:, 3]) - max(boxes[:, 1]))
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return ix * iy > 0.5 * (areas.sum() - ix * iy)
+
+
+def _windows(h: int, w: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping half-size windows ``(x0, y0, x1, y1)``: 3 x 3 of them, at quarter steps."""
+    if min(h, w) < WINDOW_MIN_SIDE:
+        return []
+    wh, ww = h // 2, w // 2
+    return [(round(fx * (w - ww)), round(fy * (h - wh)), round(fx * (w - ww)) + ww, round(fy * (h - wh)) + wh)
+            for fy in (0.0, 0.5, 1.0) for fx in (0.0, 0.5, 1.0)]
+
+
+def _painted_over(image: np.ndarray, found: list[Detection]) -> np.ndarray:
+    """``image`` with the box of every found person filled with the image's mean colour."""
+    out = image.copy()
+    h, w = image.shape[:2]
+    fill = image.reshape(-1, 3).mean(0).astype(np.uint8)
+    for d in found:
+        x0, y0, x1, y1 = person_box(d, (h, w))
+        m = 0.15 * max(x1 - x0, y1 - y0)
+        out[max(0, int(y0 - 2 * m)) : max(0, int(y1 + m) + 1), max(0, int(x0 - m)) : max(0, int(x1 + m) + 1)] = fill
+    return out
+
+
+def _refine_box(d: Detection, size: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """A window around the person ``d``: its box grown by ``margin`` of its larger side (more above, for the head)."""
+    h, w = size
+    x0, y0, x1, y1 = person_box(d, size)
+    m = margin * max(x1 - x0, y1 - y0) + 8.0
+    return max(0, int(x0 - m)), max(0, int(y0 - 1.5 * m)), min(w, int(x1 + m) + 1), min(h, int(y1 + m) + 1)
+
+
+def _bone_distances(points: np.ndarray, d: Detection, size: tuple[int, int]) -> np.ndarray:
+    """``(N,)`` distance of ``points (N, 2)`` (x, y) to the nearest seen bone of ``d``."""
+    seen = _seen(d, size)
+    bones = _BONES[seen[_BONES].all(1)]
+    lm = d.landmarks[:, :2].astype(np.float32)
+    if len(bones):
+        a, b = lm[bones[:, 0]], lm[bones[:, 1]]
+    else:  # no whole bone: the seen landmarks (or all) as points
+        a = b = lm[seen] if seen.any() else lm
+    ab = b - a  # (S, 2)
+    ap = points[:, None, :] - a[None]  # (N, S, 2)
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-6), 0.0, 1.0)
+    return np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(1)
+
+
+def _share_masks(people: list[Detection], size: tuple[int, int]) -> None:
+    """Restrict every person's mask (in place) to the pixels nearer its bones than anyone else's."""
+    if len(people) < 2:
+        return
+    union = np.logical_or.reduce([d.mask for d in people])
+    ys, xs = np.nonzero(union)
+    points = np.stack([xs, ys], 1).astype(np.float32)
+    owner = np.stack([_bone_distances(points, d, size) for d in people]).argmin(0)  # (N,)
+    for k, d in enumerate(people):
+        mine = np.zeros(size, bool)
+        mine[ys[owner == k], xs[owner == k]] = True
+        d.mask = d.mask & mine
+
+
+def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:
+    """The search behind :meth:`PoseDetector.detect_people` (see there)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SPGNetError(f"keypoint detection needs (H, W, 3) uint8 RGB images, got {image.shape} {image.dtype}")
+    h, w = image.shape[:2]
+    size = (h, w)
+    candidates: list[Detection] = []
+
+    def add(d: Detection | None) -> bool:
+        if d is None or not _is_person(d, size):
+            return False
+        for i, c in enumerate(candidates):
+            if _same_person(c, d, size):
+                if d.score > c.score:
+                    candidates[i] = d
+                return False
+        candidates.append(d)
+        return True
+
+    work = image
+    for _ in range(max_people):  # the whole image, then with everyone found so far painted over
+        if not add(detector._detect_window(work, (0, 0, w, h))):
+            break
+        work = _painted_over(image, candidates)
+    whole = candidates[0] if candidates else None  # BlazePose's own choice on the whole image
+    for box in _windows(h, w):
+        add(detector._detect_window(image, box))
+
+    people: list[Detection] = []
+    for c in sorted(candidates, key=lambda d: -d.score)[:max_people]:
+        if c is whole:  # seen whole and unobstructed: the view BlazePose is made for
+            tries = []
+        else:  # seen through a window or beside painted-over people: look again around it
+            tries = [detector._detect_window(image, _refine_box(c, size, margin)) for margin in CROP_MARGINS]
+        tries = [t for t in tries if t is not None and _is_person(t, size) and _same_person(t, c, size)]
+        d = max([c, *tries], key=lambda t: t.score)  # the most confident view of this person
+        if not any(_same_person(p, d, size) for p in people):
+            people.append(d)
+    _share_masks(people, size)
+    for d in people:
+        d.facing = detector.facing(image, d)
+    return sorted(people, key=lambda d: sum(person_box(d, size)[::2]))
+
+
+def choose_person(people: list[Detection], how: str | int, size: tuple[int, int]) -> int:
+    """Index into ``people`` (sorted left to right) of the person ``how`` names.
+
+    ``"largest"``: the most mask pixels; ``"center"``: the box centre nearest the image
+    centre; an int ``K``: the K-th person from the left, counting from 1.
+    """
+    if not people:
+        raise SPGNetError("no person to choose from")
+    if how == "largest":
+        return int(np.argmax([d.mask.sum() for d in people]))
+    if how == "center":
+        h, w = size
+        centres = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in (person_box(d, size) for d in people)])
+        return int(np.argmin(np.hypot(centres[:, 0] - (w - 1) / 2, centres[:, 1] - (h - 1) / 2)))
+    if isinstance(how, (int, np.integer)) and not isinstance(how, bool):
+        if not 1 <= how <= len(people):
+            raise SPGNetError(f"person {how}: the photo shows {len(people)} person(s); choose 1 to {len(people)} "
+                              "(counted from the left), largest or center")
+        return int(how) - 1
+    raise SPGNetError(f"person {how!r}: choose largest, center or a number K (the K-th person from the left)")
+
+
+def parse_person(text: str | int) -> str | int:
+    """A ``--person`` value: ``largest``, ``center`` or a positive integer."""
+    if isinstance(text, int):
+        return text
+    t = str(text).strip().lower()
+    if t in ("largest", "center", "centre"):
+        return "center" if t == "centre" else t
+    if t.isdigit() and int(t) >= 1:
+        return int(t)
+    raise SPGNetError(f"--person {text!r}: choose largest, center or a number K >= 1 (the K-th person from the left)")
+
 
 def _as_image_list(images) -> Sequence[np.ndarray]:
     if isinstance(images, np.ndarray):
@@ -260,6 +519,7 @@ def detect_keypoints(images, visibility_threshold: float = 0.5, detector: PoseDe
 
 
 __all__ = [
-    "BLAZEPOSE_TO_OPENPOSE18", "NUM_BLAZEPOSE_LANDMARKS", "MASK_THRESHOLD", "Detection", "PoseDetector",
+    "BLAZEPOSE_TO_OPENPOSE18", "NUM_BLAZEPOSE_LANDMARKS", "MASK_THRESHOLD", "MAX_PEOPLE", "Detection", "PoseDetector",
+    "person_box", "find_people", "choose_person", "parse_person",
     "landmarks_to_openpose18", "detect", "detect_keypoints",
 ]

@@ -9,11 +9,15 @@ are listed in the report):
    right (each side with the mean colour of that side's outermost pixel column), a wider
    one is cropped to a ``W``-wide window centred on the person (the middle of the
    person mask's columns, shifted to stay inside the picture);
-2. **keypoints and mask** by :mod:`spgnet.photo.detect` (mediapipe BlazePose -> OpenPose-18)
-   on the scaled ``H x W'`` picture; a photo where no person is found is skipped and
-   listed in the report;
-3. **parsing** by :func:`spgnet.photo.coarse_parsing.coarse_parsing` on the scaled picture, so
-   limbs that the crop cuts still shape the parts that stay;
+2. **people** by :mod:`spgnet.photo.detect` (mediapipe BlazePose -> OpenPose-18, person
+   masks, front or back view) on the photo itself (shrunk to at most
+   :data:`MAX_DETECTION_SIDE` pixels), every person of it; one is chosen (``--person``:
+   the largest by default), its keypoints and mask are brought onto the scaled
+   ``H x W'`` picture, and the crop window is centred on it. A photo with several people
+   gets a line in the report; a photo where no person is found is skipped and listed;
+3. **parsing** by :func:`spgnet.photo.coarse_parsing.coarse_parsing` (with the picture's
+   colours and the view) or by a learned parser (``--parser segformer``) on the scaled
+   picture, so limbs that the crop cuts still shape the parts that stay;
 4. keypoints, mask and parsing then take the same pad/crop as the image; a joint that
    ends up outside the picture becomes missing (-1).
 
@@ -58,7 +62,7 @@ from spgnet import SPGNetError
 from spgnet.photo.coarse_parsing import coarse_parsing
 from spgnet.data.layout import write_pairs_csv
 from spgnet.utils.io import atomic_write_text, save_image
-from spgnet.photo.detect import PoseDetector
+from spgnet.photo.detect import PoseDetector, choose_person
 from spgnet.pose import is_missing, write_annotation_csv
 
 def _pillow_suffixes() -> tuple[str, ...]:
@@ -69,6 +73,8 @@ def _pillow_suffixes() -> tuple[str, ...]:
 
 PHOTO_SUFFIXES = _pillow_suffixes()  # .jpg, .png, .webp, .bmp, .tif, .gif, ...
 MIN_PERSON_HEIGHT = 64  # pixels of the person in the photo itself (mask rows), before any scaling
+MAX_DETECTION_SIDE = 1600  # larger photos are shrunk to this (longer side) for the detector
+DEFAULT_VISIBILITY = 0.1  # BlazePose visibility a joint needs (measured: docs/photos.md)
 PAIR_MODES = ("all", "by-prefix")
 SPLIT_CHOICES = ("test", "train", "both")
 REPORT_NAME = "prepare_report.txt"
@@ -79,7 +85,7 @@ class PreparedImage:
     """One photo brought to the output geometry.
 
     image (H, W, 3) uint8, keypoints (18, 2) float32 (x, y; -1 missing), parsing (H, W) uint8
-    CIHP, mask (H, W) bool person mask, score the detection's score.
+    CIHP, mask (H, W) bool mask of the chosen person, score the detection's score.
     """
 
     image: np.ndarray
@@ -87,6 +93,9 @@ class PreparedImage:
     parsing: np.ndarray
     mask: np.ndarray
     score: float
+    people: int = 1  # people found in the photo
+    note: str | None = None  # one line when several people were found (which one was used)
+    facing: str | None = None  # "front" / "back", as the detector decided
 
 
 @dataclass
@@ -102,6 +111,7 @@ class PrepareResult:
     seconds: float
     renamed: dict[str, str] = field(default_factory=dict)  # photo file name -> written stem, where they differ
     not_images: list[Path] = field(default_factory=list)  # files of the folder Pillow cannot read (by suffix)
+    notes: list[str] = field(default_factory=list)  # one line per photo with several people
 
 
 # --------------------------------------------------------------------------- inputs
@@ -203,34 +213,72 @@ def _shift_keypoints(kp: np.ndarray, dx: float, size: tuple[int, int]) -> np.nda
     return out
 
 
-def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector,
-                  name: str = "photo") -> PreparedImage | None:
+def _detection_frame(photo: np.ndarray) -> tuple[np.ndarray, float]:
+    """The photo the detector sees (at most :data:`MAX_DETECTION_SIDE` on its longer side) and its scale."""
+    h, w = photo.shape[:2]
+    f = min(1.0, MAX_DETECTION_SIDE / max(h, w))
+    if f == 1.0:
+        return photo, 1.0
+    small = Image.fromarray(photo).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
+    return np.asarray(small), f
+
+
+def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector, name: str = "photo",
+                  person: str | int = "largest", parser=None) -> PreparedImage | None:
     """One ``(h, w, 3)`` uint8 photo -> :class:`PreparedImage` at ``size = (H, W)``, or None (no person).
 
-    See the module docstring for the geometry. A person shorter than
-    :data:`MIN_PERSON_HEIGHT` pixels in the photo raises SPGNetError naming ``name``.
+    See the module docstring for the geometry. People are found on the photo itself (see
+    :meth:`PoseDetector.detect_people`); ``person`` chooses one (``largest``, ``center`` or
+    the K-th from the left, see :func:`choose_person`), and when there are several the
+    result's ``note`` says so. ``parser``: None for the coarse parsing, else a callable
+    ``(image, mask) -> labels`` (:func:`spgnet.photo.learned_parsing.load_parser`). A
+    person shorter than :data:`MIN_PERSON_HEIGHT` pixels in the photo raises SPGNetError
+    naming ``name``.
     """
     height, width = size
     h, w = photo.shape[:2]
-    scaled_w = _scaled_width(h, w, height)
-    scaled = photo
-    if (h, w) != (height, scaled_w):
-        scaled = np.asarray(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
-    found = detector.detect_one(scaled)
-    if found is None:
+    seen, f = _detection_frame(photo)
+    people = detector.detect_people(seen)
+    if not people:
         return None
+    try:
+        k = choose_person(people, person, seen.shape[:2])
+    except SPGNetError as exc:
+        raise SPGNetError(f"{name}: {exc}") from None
+    found = people[k]
+    note = None
+    if len(people) > 1:
+        note = (f"{name}: {len(people)} people found; using person {k + 1} from the left "
+                f"({person if isinstance(person, str) else 'chosen'}); choose with --person K|largest|center")
     rows = np.flatnonzero(found.mask.any(1))
-    person_height = (rows[-1] - rows[0] + 1) * h / height if rows.size else 0.0
+    person_height = (rows[-1] - rows[0] + 1) / f if rows.size else 0.0
     if person_height < MIN_PERSON_HEIGHT:
         raise SPGNetError(f"{name}: the person is {person_height:.0f} px tall in this {h}x{w} photo, below the "
                           f"{MIN_PERSON_HEIGHT} px minimum (upscaled, its keypoints and parsing would mean "
                           "nothing); use a larger photo")
-    parsing = coarse_parsing(found.mask, found.keypoints)  # (H, W') on the scaled picture
+
+    scaled_w = _scaled_width(h, w, height)
+    scaled = photo
+    if (h, w) != (height, scaled_w):
+        scaled = np.asarray(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
+    # detection frame -> scaled picture: pixel centres scale about the image's corner
+    sx, sy = scaled_w / seen.shape[1], height / seen.shape[0]
+    keypoints = np.where(is_missing(found.keypoints)[:, None], np.float32(-1),
+                         (found.keypoints + 0.5) * np.array([sx, sy], np.float32) - 0.5).astype(np.float32)
+    keypoints = _shift_keypoints(keypoints, 0.0, (height, scaled_w))
+    person_mask = found.mask
+    if person_mask.shape != (height, scaled_w):
+        person_mask = np.asarray(Image.fromarray(person_mask.astype(np.uint8) * 255).resize(
+            (scaled_w, height), Image.Resampling.BILINEAR)) >= 128
+    if parser is None:
+        parsing = coarse_parsing(person_mask, keypoints, scaled, facing=found.facing)  # (H, W') on the scaled picture
+    else:
+        parsing = parser(scaled, person_mask)
     if scaled_w >= width:
-        left = _crop_offset(scaled_w, width, found.mask, found.keypoints)
+        left = _crop_offset(scaled_w, width, person_mask, keypoints)
         image = scaled[:, left : left + width]
         parsing = parsing[:, left : left + width]
-        mask = found.mask[:, left : left + width]
+        mask = person_mask[:, left : left + width]
         dx = -left
     else:
         pad_l = (width - scaled_w) // 2
@@ -241,11 +289,11 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
             [np.broadcast_to(np.rint(fill_l).astype(np.uint8), (height, pad_l, 3)), scaled,
              np.broadcast_to(np.rint(fill_r).astype(np.uint8), (height, pad_r, 3))], axis=1)
         parsing = np.pad(parsing, ((0, 0), (pad_l, pad_r)))
-        mask = np.pad(found.mask, ((0, 0), (pad_l, pad_r)))
+        mask = np.pad(person_mask, ((0, 0), (pad_l, pad_r)))
         dx = pad_l
-    kp = _shift_keypoints(found.keypoints, dx, size)
+    kp = _shift_keypoints(keypoints, dx, size)
     return PreparedImage(np.ascontiguousarray(image), kp, np.ascontiguousarray(parsing), np.ascontiguousarray(mask),
-                         found.score)
+                         found.score, people=len(people), note=note, facing=found.facing)
 
 
 # --------------------------------------------------------------------------- pairs and the whole folder
@@ -288,6 +336,7 @@ def _report(result: PrepareResult, images_dir: Path, total: int) -> str:
     ]
     lines += [f"renamed {src} -> {stem}" for src, stem in result.renamed.items()]
     lines += [f"no person found in {p}" for p in result.skipped]
+    lines += result.notes
     lines += [f"not an image Pillow reads, left out: {p}" for p in result.not_images]
     return "\n".join(lines) + "\n"
 
@@ -298,10 +347,12 @@ def prepare_photos(
     size: tuple[int, int] = (256, 176),
     pairs: str = "all",
     split: str = "test",
-    visibility_threshold: float = 0.5,
+    visibility_threshold: float = DEFAULT_VISIBILITY,
     force: bool = False,
     progress: bool = True,
     detector: PoseDetector | None = None,
+    person: str | int = "largest",
+    parser=None,
 ) -> PrepareResult:
     """Prepare every photo of ``images_dir`` into the docs/design.md §4 layout under ``root``.
 
@@ -309,7 +360,8 @@ def prepare_photos(
     listed in ``root/prepare_report.txt`` (also returned). Raises SPGNetError for a
     missing or empty folder, a file that is not a readable image, a bad ``size``, or
     when no photo shows a person. ``detector`` (e.g. one kept across calls) overrides
-    ``visibility_threshold``.
+    ``visibility_threshold``. ``person`` and ``parser``: see :func:`prepare_photo`; every
+    photo with several people gets a line in the report and in ``result.notes``.
     """
     t0 = time.perf_counter()
     images_dir, root = Path(images_dir), Path(root)
@@ -335,12 +387,16 @@ def prepare_photos(
         names: list[str] = []
         annotations: dict[str, np.ndarray] = {}
         skipped: list[Path] = []
+        notes: list[str] = []
         try:
             for path in tqdm(photos, desc="prepare", unit="photo", disable=not progress):
-                prepared = prepare_photo(load_photo(path), (height, width), det, name=str(path))
+                prepared = prepare_photo(load_photo(path), (height, width), det, name=str(path), person=person,
+                                         parser=parser)
                 if prepared is None:
                     skipped.append(path)
                     continue
+                if prepared.note:
+                    notes.append(prepared.note)
                 name = f"{stems[path]}.png"
                 for s in splits:
                     save_image(prepared.image, stage / s / name)
@@ -356,6 +412,7 @@ def prepare_photos(
             root=root, splits=splits, size=(height, width), names=names, skipped=skipped, pairs=pair_list,
             seconds=time.perf_counter() - t0,
             renamed={p.name: stems[p] for p in photos if stems[p] != p.stem}, not_images=not_images,
+            notes=notes,
         )
         atomic_write_text(stage / REPORT_NAME, _report(result, images_dir, len(photos)))
         if names:
@@ -382,6 +439,6 @@ def _move_into(stage: Path, root: Path) -> None:
 
 
 __all__ = [
-    "MIN_PERSON_HEIGHT", "PHOTO_SUFFIXES", "PAIR_MODES", "SPLIT_CHOICES", "REPORT_NAME", "PreparedImage", "PrepareResult",
+    "MIN_PERSON_HEIGHT", "MAX_DETECTION_SIDE", "DEFAULT_VISIBILITY", "PHOTO_SUFFIXES", "PAIR_MODES", "SPLIT_CHOICES", "REPORT_NAME", "PreparedImage", "PrepareResult",
     "load_photo", "list_photos", "output_stem", "prepare_photo", "make_pairs", "prepare_photos",
 ]

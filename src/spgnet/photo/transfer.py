@@ -2,9 +2,10 @@
 SPGNet (stage-1 target parsing, stage-2 generator) run on one photo from a checkpoint alone.
 
 **Source.** The photo is prepared exactly as ``spgnet prepare`` prepares a dataset
-(:func:`spgnet.photo.prepare.prepare_photo`): mediapipe keypoints and person mask, scale to the
-checkpoint's ``data.load_size`` height ``H``, pad or crop the width to ``W`` around the
-person, coarse CIHP parsing. The checkpoint's ``data.crop`` does not apply (it describes
+(:func:`spgnet.photo.prepare.prepare_photo`): mediapipe keypoints and person masks, one
+person chosen (``person``: the largest by default; ``target_person`` for target photos),
+scale to the checkpoint's ``data.load_size`` height ``H``, pad or crop the width to ``W``
+around the person, coarse CIHP parsing (or a learned parser: ``parser="segformer"``). The checkpoint's ``data.crop`` does not apply (it describes
 its dataset's disk images, not photos).
 
 **Target pose**, in the model's ``H x W`` frame: a photo (detected and brought to
@@ -38,9 +39,9 @@ import torch
 from spgnet import SPGNetError
 from spgnet.parsing import colorize, one_hot
 from spgnet.photo.animation import IMAGE_OUTPUTS, check_output_suffix
-from spgnet.photo.detect import PoseDetector
+from spgnet.photo.detect import PoseDetector, parse_person
 from spgnet.photo.pose_sequence import fit_keypoints, list_pose_files, read_pose_sequence
-from spgnet.photo.prepare import PHOTO_SUFFIXES, PreparedImage, load_photo, prepare_photo
+from spgnet.photo.prepare import DEFAULT_VISIBILITY, PHOTO_SUFFIXES, PreparedImage, load_photo, prepare_photo
 from spgnet.pose import NUM_KEYPOINTS, pose_maps_from_config, read_openpose_json, render_pose_image
 from spgnet.utils.device import resolve_device
 from spgnet.utils.io import image_to_tensor, save_image
@@ -107,9 +108,13 @@ class PoseTransfer:
 
     def __init__(self, checkpoint: str | os.PathLike, device: str | torch.device = "auto",
                  overrides: list[str] | None = None, seed: int = 0, batch_size: int = 8,
-                 visibility_threshold: float = 0.5):
+                 visibility_threshold: float = DEFAULT_VISIBILITY, person: str | int = "largest",
+                 target_person: str | int = "largest", parser: str = "coarse",
+                 parser_weights: str | os.PathLike | None = None):
         if batch_size < 1:
             raise SPGNetError(f"--batch-size {batch_size}: must be at least 1")
+        self.person = parse_person(person)
+        self.target_person = parse_person(target_person)
         self.net = load_transfer_model(checkpoint, device, overrides)
         self.cfg = self.net.cfg
         self.device = next(self.net.parameters()).device
@@ -118,6 +123,12 @@ class PoseTransfer:
         self.batch_size = int(batch_size)
         self.visibility_threshold = visibility_threshold
         self._detector: PoseDetector | None = None
+        self.parser = None
+        if parser != "coarse":
+            from spgnet.photo.learned_parsing import load_parser
+
+            self.parser = load_parser(parser, parser_weights, str(self.device))
+        self.notes: list[str] = []  # one line per photo in which several people were found
 
     @property
     def detector(self) -> PoseDetector:
@@ -137,12 +148,20 @@ class PoseTransfer:
         self.close()
 
     # ------------------------------------------------------------------ inputs
-    def prepare(self, photo: str | os.PathLike) -> PreparedImage:
-        """A photo file at the model's size, as ``spgnet prepare`` writes it; SPGNetError naming
-        the file when it cannot be read or shows no person."""
-        prepared = prepare_photo(load_photo(photo), self.size, self.detector, name=str(photo))
+    def prepare(self, photo: str | os.PathLike, person: str | int | None = None) -> PreparedImage:
+        """A photo file at the model's size, as ``spgnet prepare`` writes it (the ``person``
+        chosen, by default this object's ``person``); SPGNetError naming the file when it
+        cannot be read or shows no person."""
+        return self.prepare_array(load_photo(photo), str(photo), person)
+
+    def prepare_array(self, photo: np.ndarray, name: str = "photo", person: str | int | None = None) -> PreparedImage:
+        """:meth:`prepare` for a decoded ``(h, w, 3)`` uint8 RGB photo."""
+        prepared = prepare_photo(photo, self.size, self.detector, name=name,
+                                 person=self.person if person is None else parse_person(person), parser=self.parser)
         if prepared is None:
-            raise SPGNetError(f"{photo}: no person found in this photo")
+            raise SPGNetError(f"{name}: no person found in this photo")
+        if prepared.note:
+            self.notes.append(prepared.note)
         return prepared
 
     def pose_from_json(self, path: str | os.PathLike, pose_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -156,7 +175,7 @@ class PoseTransfer:
         if path.suffix.lower() == ".json":
             return self.pose_from_json(path, pose_size)
         if path.suffix.lower() in PHOTO_SUFFIXES:
-            return self.prepare(path).keypoints
+            return self.prepare(path, self.target_person).keypoints
         raise SPGNetError(f"--target-pose {path}: unsupported suffix {path.suffix or '(none)'!r} "
                           "(an OpenPose .json file or a photo in a format Pillow reads: .jpg, .png, .webp, ...)")
 
@@ -171,7 +190,7 @@ class PoseTransfer:
             if json_files:  # one crop window for all of them (module docstring)
                 kps = np.stack([read_openpose_json(f) for f in json_files])
                 fitted = dict(zip(json_files, fit_keypoints(kps, pose_size or self.size, self.size)))
-            poses = [fitted[f] if f in fitted else self.prepare(f).keypoints for f in files]
+            poses = [fitted[f] if f in fitted else self.prepare(f, self.target_person).keypoints for f in files]
             return np.stack(poses), files
         if not path.exists():
             raise SPGNetError(f"--poses {path}: no such file or folder")
