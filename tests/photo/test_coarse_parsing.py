@@ -224,3 +224,19 @@ def test_colours_tell_sleeves_and_bare_legs():
     assert label_at(labels, 28, 92) == L["right-arm"] and label_at(labels, 92, 92) == L["upper-clothes"]
     assert label_at(labels, 47, 125) == L["pants"]
     assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]
+
+
+def test_a_collar_above_the_shoulders_is_clothing_when_it_is_not_hair_coloured():
+    mask = draw_person(FRONT)
+    for x in (44, 76):
+        mask[disk((40, x), 6, shape=mask.shape)] = True
+    hair, skin, shirt = np.array([60, 35, 20]), np.array([224, 172, 140]), np.array([200, 90, 30])
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:52][mask[:52]] = skin
+    image[:22][mask[:22]] = hair  # the top of the head
+    image[34:47, 38:50][mask[34:47, 38:50]] = hair  # the blob on the right shoulder is hair ...
+    image[34:47, 70:82][mask[34:47, 70:82]] = shirt  # ... the one on the left a shirt's collar
+    image[:52, 55:66][mask[:52, 55:66] & (np.arange(52)[:, None] > 22)] = skin  # the neck stays skin
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 44, 38) == L["hair"] and label_at(labels, 76, 38) == L["upper-clothes"]

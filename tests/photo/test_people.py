@@ -54,7 +54,7 @@ def test_every_annotated_person_is_found_and_pckh(found):
             assert best >= 0.4 * (truth >= 0).all(1).sum(), (name, best)  # each person is found
             right += best
             total += int((truth >= 0).all(1).sum())
-    # measured 0.76 at the default visibility (docs/photos.md); one person per photo reached 0.36
+    # measured 0.763 at the default visibility (docs/photos.md); one run per photo reached 0.333
     assert right / total >= 0.74, right / total
 
 

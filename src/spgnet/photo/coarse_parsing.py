@@ -27,7 +27,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   radius :data:`NECK_RADIUS` units from the chin to the neck joint (no wider: the chest
   beside the neck is clothing). Face 13 = the face ellipse (from the eyes down to the chin,
   as wide as the ears) and the neck; **hair 2** = the rest of the head, and the mask above
-  the shoulders beside the head that no arm claims (hair over the shoulders).
+  the shoulders beside the head that no arm claims (hair over the shoulders). With the
+  photo, hair below the eyes must have the colour of the hair above them, else it is
+  clothing (a collar, a hood).
   A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
   decides with a face detector because BlazePose reports a nose on back views too) has
   no face: head and neck are hair.
@@ -77,7 +79,7 @@ SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
 FACE_HALF_WIDTH = 1.6  # face half-width, in steps
-SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin: within these many spreads of the face's median colour
+SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads of the median colour
 
 
 def _body_unit(kp: np.ndarray, present: np.ndarray, mask: np.ndarray) -> float:
@@ -257,11 +259,12 @@ def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face) ->
     labels[neck] = FACE
 
 
-def _skin_model(image: np.ndarray, face_pixels: np.ndarray):
-    """Median and spread of the face's colour (YCbCr), or None with too few face pixels."""
-    if face_pixels.sum() < 30:
+def _colour_model(image: np.ndarray, pixels: np.ndarray):
+    """Median and spread of the colour (YCbCr) of ``pixels`` (e.g. the face's: skin), or None
+    with too few of them."""
+    if pixels.sum() < 30:
         return None
-    ycc = _ycbcr(image[face_pixels])
+    ycc = _ycbcr(image[pixels])
     med = np.median(ycc, 0)
     spread = 1.4826 * np.median(np.abs(ycc - med), 0)  # MAD -> sigma
     return med, np.maximum(spread, np.array([12.0, 4.0, 4.0]))
@@ -275,7 +278,8 @@ def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.stack([y, cb, cr], -1)
 
 
-def _is_skin(image: np.ndarray, model) -> np.ndarray:
+def _has_colour(image: np.ndarray, model) -> np.ndarray:
+    """``(H, W)`` bool: pixels within the model's spread (lightness and chroma)."""
     med, spread = model
     z = (_ycbcr(image) - med) / spread
     return (np.abs(z[..., 0]) <= SKIN_LIGHTNESS) & (np.hypot(z[..., 1], z[..., 2]) <= SKIN_CHROMA)
@@ -364,10 +368,16 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
 
     if image is not None and face is not None:
         image = np.asarray(image)
+        # hair below the eyes must look like the hair above them (else: a collar, a hood)
+        eye, up, _ = face
+        low = _grid_along(h, w, eye, up) < 0
+        hair_model = _colour_model(image, (labels == HAIR) & ~low)
+        if hair_model is not None:
+            labels[low & (labels == HAIR) & ~_has_colour(image, hair_model)] = UPPER
         core = labels == FACE
-        skin_model = _skin_model(image, core & ~(mask & (nearest == _NECK_PART)))
+        skin_model = _colour_model(image, core & ~(mask & (nearest == _NECK_PART)))
         if skin_model is not None:
-            skin = _is_skin(image, skin_model) & mask
+            skin = _has_colour(image, skin_model) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
             bare = np.isin(labels, (PANTS, SKIRT)) & skin

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from spgnet import SPGNetError
 from spgnet.pose import NUM_KEYPOINTS
@@ -76,6 +77,7 @@ _SOURCES = np.array(sorted({i for j in BLAZEPOSE_TO_OPENPOSE18 for i in ((j,) if
 MASK_THRESHOLD = 0.5
 MAX_PEOPLE = 8  # most people reported per image by PoseDetector.detect_people
 MIN_FACE_SIDE = 12  # heads smaller than this (pixels) are not checked for a face (see PoseDetector.facing)
+FACE_WINDOW = 192  # the window around a head is enlarged to at least this side for the face detector
 
 
 @dataclass
@@ -252,7 +254,8 @@ class PoseDetector:
         BlazePose places a nose and eyes on the back of a head too (with high visibility),
         so the view is decided by MediaPipe's short-range face detector (in the wheel) on a
         square window around BlazePose's face landmarks (0-10), three head sizes wide. A
-        head smaller than :data:`MIN_FACE_SIDE` pixels, or off the image, counts as front.
+        head smaller than :data:`MIN_FACE_SIDE` pixels, or off the image, counts as front; a
+        window smaller than :data:`FACE_WINDOW` is enlarged (bicubic) first.
         """
         h, w = image.shape[:2]
         face = d.landmarks[:11, :2]
@@ -270,9 +273,14 @@ class PoseDetector:
                 from mediapipe.python.solutions import face_detection
 
                 self._faces = face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
+        window = np.ascontiguousarray(image[y0:y1, x0:x1])
+        if min(window.shape[:2]) < FACE_WINDOW:  # small heads: enlarged, as the face detector expects
+            f = FACE_WINDOW / min(window.shape[:2])
+            window = np.asarray(Image.fromarray(window).resize(
+                (round(window.shape[1] * f), round(window.shape[0] * f)), Image.Resampling.BICUBIC))
         with _native_stderr_silenced(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
-            found = self._faces.process(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            found = self._faces.process(window)
         return "front" if found.detections else "back"
 
     def detect_people(self, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:

@@ -1,0 +1,177 @@
+"""Accuracy of the photo pipeline (docs/photos.md): keypoints on real people, parsing on
+synthetic people, and pictures of both.
+
+1. **Keypoints**: every photo of ``tests/assets/real-people`` (9 photos, 17 annotated people)
+   goes through :meth:`PoseDetector.detect_people`; each annotated person is matched to the
+   detected person with the most correct joints, and PCKh@0.5 is counted over the annotated
+   joints (MPII: distance <= half the annotated head size; COCO: PATN's head box, |dx| and
+   |dy| below half the box of the annotated head joints). A person who is not found counts
+   as all joints wrong. Printed per visibility threshold: overall, COCO, MPII, per joint, and
+   how many detected joints have no annotation.
+2. **Parsing**: ``spgnet synth`` people (CIHP ground truth) parsed from their true keypoints
+   and silhouette, with and without the picture's colours: pixel accuracy and IoU per
+   class group.
+3. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
+   of each person over it, and the astronaut's.
+
+    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--pictures docs/images/photos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spgnet.data.synth import write_synthetic_dataset
+from spgnet.parsing import CIHP_PALETTE, LABEL_INDEX as L
+from spgnet.photo.coarse_parsing import coarse_parsing
+from spgnet.photo.detect import PoseDetector
+from spgnet.pose import KEYPOINT_NAMES, draw_skeleton, read_annotation_csv
+
+REAL = Path(__file__).resolve().parents[1] / "tests" / "assets" / "real-people"
+HEAD_JOINTS = [0, 1, 14, 15, 16, 17]
+GROUPS = {
+    "face": [L["face"], L["sunglasses"]], "hair": [L["hair"], L["hat"]],
+    "upper-clothes": [L["upper-clothes"], L["coat"], L["jumpsuits"], L["scarf"]], "dress": [L["dress"]],
+    "pants": [L["pants"]], "skirt": [L["skirt"]], "arms": [L["left-arm"], L["right-arm"], L["glove"]],
+    "legs": [L["left-leg"], L["right-leg"], L["socks"]], "shoes": [L["left-shoe"], L["right-shoe"]],
+}
+
+
+def correct(truth: np.ndarray, got: np.ndarray, head_size: float | None) -> np.ndarray:
+    annotated, detected = (truth >= 0).all(1), (got >= 0).all(1)
+    if head_size is not None:
+        close = np.linalg.norm(truth - got, axis=1) <= 0.5 * head_size
+    else:
+        head = truth[HEAD_JOINTS][(truth[HEAD_JOINTS] >= 0).all(1)]
+        close = (np.abs(truth - got) < 0.5 * (head.max(0) - head.min(0))).all(1)
+    return annotated & detected & close
+
+
+def keypoint_table(threshold: float) -> dict:
+    annotations = json.loads((REAL / "keypoints.json").read_text())
+    right, total = np.zeros(18), np.zeros(18)
+    by_source = {"coco": [0, 0], "mpii": [0, 0]}
+    unannotated = predicted = found = persons = 0
+    seconds = 0.0
+    with PoseDetector(threshold) as det:
+        for name, entry in annotations.items():
+            photo = np.asarray(Image.open(REAL / "images" / name).convert("RGB"))
+            t0 = time.perf_counter()
+            people = det.detect_people(photo)
+            seconds += time.perf_counter() - t0
+            for p in entry["persons"]:
+                truth = np.array(p["keypoints"], np.float32)
+                scored = [(correct(truth, d.keypoints, p["head_size"]), d) for d in people]
+                hit, d = max(scored, key=lambda s: s[0].sum()) if scored else (np.zeros(18, bool), None)
+                annotated = (truth >= 0).all(1)
+                right += hit
+                total += annotated
+                by_source[entry["source"]][0] += int(hit.sum())
+                by_source[entry["source"]][1] += int(annotated.sum())
+                persons += 1
+                if d is not None and hit.any():
+                    found += 1
+                    detected = (d.keypoints >= 0).all(1)
+                    predicted += int(detected.sum())
+                    unannotated += int((detected & ~annotated).sum())
+    return {"threshold": threshold, "overall": right.sum() / total.sum(),
+            "coco": by_source["coco"][0] / by_source["coco"][1], "mpii": by_source["mpii"][0] / by_source["mpii"][1],
+            "per_joint": right / np.maximum(total, 1), "found": found, "persons": persons,
+            "unannotated": unannotated, "predicted": predicted, "seconds": seconds}
+
+
+def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "synth"
+        write_synthetic_dataset(root, n_people, test_pairs=1, seed=7, progress=False)
+        annotations = read_annotation_csv(root / "annotation-train.csv")
+        for with_image in (False, True):
+            inter = {g: 0 for g in GROUPS}
+            union = {g: 0 for g in GROUPS}
+            right = total = 0
+            for name, kp in sorted(annotations.items()):
+                truth = np.asarray(Image.open(root / "parsing" / name))
+                image = np.asarray(Image.open(root / "train" / name).convert("RGB")) if with_image else None
+                got = coarse_parsing(truth > 0, kp, image)
+                person = truth > 0
+                right += int((got[person] == truth[person]).sum())
+                total += int(person.sum())
+                for g, ids in GROUPS.items():
+                    a, b = np.isin(truth, ids), np.isin(got, ids)
+                    inter[g] += int((a & b).sum())
+                    union[g] += int((a | b).sum())
+            row = {g: inter[g] / union[g] for g in GROUPS if union[g]}
+            row["accuracy"] = right / total
+            out["keypoints + mask + colours" if with_image else "keypoints + mask"] = row
+    return out
+
+
+def pictures(folder: Path, threshold: float) -> None:
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    photos = {name: np.asarray(Image.open(REAL / "images" / name).convert("RGB"))
+              for name in sorted(p.name for p in (REAL / "images").iterdir())}
+    photos["astronaut.png"] = data.astronaut()
+    with PoseDetector(threshold) as det:
+        for name, photo in photos.items():
+            people = det.detect_people(photo)
+            labels = np.zeros(photo.shape[:2], np.uint8)
+            for d in people:
+                part = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+                labels = np.where(part > 0, part, labels)
+            over = photo.copy()
+            person = labels > 0
+            over[person] = (0.45 * photo[person] + 0.55 * CIHP_PALETTE[labels[person]]).astype(np.uint8)
+            for d in people:
+                over = draw_skeleton(over, d.keypoints)
+            sheet = np.concatenate([photo, over], 1)
+            scale = min(1.0, 900 / sheet.shape[1])
+            im = Image.fromarray(sheet)
+            if scale < 1:
+                im = im.resize((round(sheet.shape[1] * scale), round(sheet.shape[0] * scale)), Image.Resampling.LANCZOS)
+            im.save(folder / f"{Path(name).stem}.jpg", quality=85)
+            print(f"{folder / (Path(name).stem + '.jpg')}: {len(people)} people, facing {[d.facing for d in people]}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.7")
+    p.add_argument("--synth-people", type=int, default=120, help="synthetic pictures for the parsing scores")
+    p.add_argument("--pictures", default=None, metavar="DIR", help="also write the pictures here")
+    p.add_argument("--picture-threshold", type=float, default=0.1)
+    args = p.parse_args()
+
+    print("| visibility | PCKh@0.5 all | COCO | MPII | people found | detected joints without annotation | s / photo |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [keypoint_table(float(t)) for t in args.thresholds.split(",")]
+    for r in rows:
+        print(f"| {r['threshold']:g} | {r['overall']:.3f} | {r['coco']:.3f} | {r['mpii']:.3f} | {r['found']}/{r['persons']} "
+              f"| {r['unannotated']}/{r['predicted']} | {r['seconds'] / 9:.2f} |")
+    print("\nper joint (PCKh@0.5):\n")
+    print("| visibility | " + " | ".join(KEYPOINT_NAMES) + " |")
+    print("|---|" + "---|" * len(KEYPOINT_NAMES))
+    for r in rows:
+        print(f"| {r['threshold']:g} | " + " | ".join(f"{v:.2f}" for v in r["per_joint"]) + " |")
+
+    print(f"\nparsing of {args.synth_people} synthetic pictures (true keypoints and silhouette), IoU per class group:\n")
+    table = parsing_table(args.synth_people)
+    groups = list(next(iter(table.values())))
+    print("| input | " + " | ".join(groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for name, row in table.items():
+        print(f"| {name} | " + " | ".join(f"{row[g]:.2f}" for g in groups) + " |")
+    if args.pictures:
+        pictures(Path(args.pictures), args.picture_threshold)
+
+
+if __name__ == "__main__":
+    main()
