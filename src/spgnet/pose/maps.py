@@ -150,7 +150,7 @@ def skeleton_distance_maps(kp, size: tuple[int, int], kappa: float = -0.1) -> to
 
 
 def pose_channels(kind: str) -> int:
-    """Number of pose-map channels of ``kind``: 30 (heat maps + distance maps) or 18 (disks),
+    """Number of pose-map channels of ``kind``: 30 (heat maps + distance maps) or 18 (heat maps, disks),
     the config's :data:`spgnet.config.POSE_CHANNELS` (tests check it against the maps)."""
     if kind not in POSE_CHANNELS:
         raise SPGNetError(f"unknown pose map kind '{kind}' (choose from {', '.join(POSE_KINDS)})")
@@ -169,7 +169,8 @@ def pose_maps(
     """The pose tensor of keypoints ``(18, 2)`` / ``(B, 18, 2)`` (x, y) at ``size = (H, W)``.
 
     ``kind="heatmap+distance"``: ``(B, 30, H, W)``, the 18 heat maps then the 12
-    distance maps (paper). ``kind="disk"``: ``(B, 18, H, W)`` binary disks (official
+    distance maps (paper). ``kind="heatmap"``: the 18 heat maps alone (the paper's
+    stage-1 ablation). ``kind="disk"``: ``(B, 18, H, W)`` binary disks (official
     preset). float32, on the keypoints' device (numpy input -> CPU); not differentiable.
     ``out``: an existing float32 ``(B, 30, H, W)`` tensor to write into (heat+distance
     kind); reusing one skips allocating and page-faulting a fresh ~170 MB tensor per
@@ -178,6 +179,8 @@ def pose_maps(
     channels = pose_channels(kind)
     if kind == "disk":
         return keypoint_disks(kp, size, radius)
+    if kind == "heatmap":
+        return keypoint_heatmaps(kp, size, sigma)
     kp, h, w = _prepare(kp, size)
     shape = (kp.shape[0], channels, h, w)
     if out is None:
