@@ -27,8 +27,9 @@ from spgnet.models.config import (ConfigValueError, ModelConfig, check, check_bo
                                   check_list, check_number, check_str)
 
 # The allowed values of the config's choice keys.
-POSE_KINDS: tuple[str, ...] = ("heatmap+distance", "disk")  # data.pose.kind
-POSE_CHANNELS: dict[str, int] = {"heatmap+distance": 30, "disk": 18}  # 18 heat maps + 12 limb distance maps | 18 disks
+POSE_KINDS: tuple[str, ...] = ("heatmap+distance", "heatmap", "disk")  # data.pose.kind
+# 18 heat maps + 12 limb distance maps (paper) | the 18 heat maps alone (paper's ablation) | 18 disks (official)
+POSE_CHANNELS: dict[str, int] = {"heatmap+distance": 30, "heatmap": 18, "disk": 18}
 SCHEMES: tuple[str, ...] = ("parallel", "sequential", "joint")  # train.scheme
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")  # train.amp
 FLOW_KINDS: tuple[str, ...] = ("part-affine", "file", "official", "none")  # train.flow
@@ -76,7 +77,7 @@ class LossWeights:
 class PoseConfig:
     """Pose representation (docs/design.md §3)."""
 
-    kind: str = "heatmap+distance"  # "heatmap+distance" (30 ch, paper) | "disk" (18 ch, official preset)
+    kind: str = "heatmap+distance"  # "heatmap+distance" (30 ch, paper) | "heatmap" (18 ch) | "disk" (18 ch, official)
     sigma: float = 6.0  # Gaussian heat-map sigma in pixels (PATN)
     kappa: float = -0.1  # distance-map decay, M = exp(kappa * distance)
     disk_radius: float = 8.0  # binary disk radius in pixels (official: 8 at 256 px, 4 for Market)
