@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("spgnet.commands.prepare", "turn a folder of your own photos into a dataset (mediapipe, offline)"),
     "transfer": ("spgnet.commands.transfer", "put the person of a photo in the pose of another photo or a keypoint JSON"),
     "animate": ("spgnet.commands.animate", "animate the person of a photo through a pose sequence (GIF/MP4)"),
+    "study": ("spgnet.commands.study", "run an ablation study (variants x seeds) on synthetic people: table and plots"),
 }
 
 
