@@ -306,3 +306,25 @@ def test_errors_are_one_line(env, tmp_path, capsys, monkeypatch):
     assert "imageio-ffmpeg" in err and ".gif" in err
     assert not list(tmp_path.glob("o.*"))
 
+
+
+def test_transfer_chooses_a_person_and_warns(env, tmp_path, capsys):
+    """A photo of two seated men: a warning names it and the count; --person picks the
+    source person (the crop follows him), and a K beyond the count is one line."""
+    from pathlib import Path
+
+    two = Path(__file__).resolve().parents[1] / "assets" / "real-people" / "images" / "mpii_052475643.jpg"
+    outs = {}
+    for k in ("1", "2"):
+        out = tmp_path / f"p{k}.png"
+        code = main(["transfer", "--checkpoint", str(env["ckpt"]), "--source", str(two), "--target-pose",
+                     str(env["base"] / "pose0.json"), "--out", str(out), "--person", k, "--sheet"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert f"warning: {two}: 2 people found; using person {k} from the left" in captured.err
+        outs[k] = np.asarray(Image.open(out))
+    w = outs["1"].shape[1] // 4
+    assert not np.array_equal(outs["1"][:, :w], outs["2"][:, :w])  # another source person
+    err = one_line_error(capsys, "transfer", "--checkpoint", str(env["ckpt"]), "--source", str(two), "--target-pose",
+                         str(env["base"] / "pose0.json"), "--out", str(tmp_path / "x.png"), "--person", "5")
+    assert "mpii_052475643.jpg" in err and "shows 2 person(s)" in err
