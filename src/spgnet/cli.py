@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("spgnet.commands.transfer", "put the person of a photo in the pose of another photo or a keypoint JSON"),
     "animate": ("spgnet.commands.animate", "animate the person of a photo through a pose sequence (GIF/MP4)"),
     "study": ("spgnet.commands.study", "run an ablation study (variants x seeds) on synthetic people: table and plots"),
+    "serve": ("spgnet.commands.serve", "a web page (and API) to re-pose a photo in the browser (Gradio; the app extra)"),
 }
 
 

@@ -126,7 +126,7 @@ def load_photo(path: str | os.PathLike) -> np.ndarray:
                 im = im.convert("RGBA")
                 canvas = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(canvas, im)
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))  # writable (torch warns on read-only arrays)
     except FileNotFoundError:
         raise SPGNetError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -220,7 +220,7 @@ def _detection_frame(photo: np.ndarray) -> tuple[np.ndarray, float]:
     if f == 1.0:
         return photo, 1.0
     small = Image.fromarray(photo).resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
-    return np.asarray(small), f
+    return np.array(small), f
 
 
 def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetector, name: str = "photo",
@@ -260,7 +260,7 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
     scaled_w = _scaled_width(h, w, height)
     scaled = photo
     if (h, w) != (height, scaled_w):
-        scaled = np.asarray(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
+        scaled = np.array(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
     # detection frame -> scaled picture: pixel centres scale about the image's corner
     sx, sy = scaled_w / seen.shape[1], height / seen.shape[0]
     keypoints = np.where(is_missing(found.keypoints)[:, None], np.float32(-1),
