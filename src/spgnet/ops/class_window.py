@@ -15,8 +15,12 @@ kernel size (which pixels are interior, the band's window labels, the border she
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from spgnet.utils.torch_utils import no_autocast
 
 
 def hard_labels(parsing: torch.Tensor) -> torch.Tensor | None:
@@ -96,18 +100,31 @@ class ClassWindowLayout:
         return self._shell
 
 
+def _full_precision(method):
+    """Run an autograd Function's forward or backward with autocast off: these kernels mix
+    index ops with matmuls, whose autocast dtypes would not match (and a backward may run
+    inside an autocast region when ``backward()`` is called in one)."""
+    @functools.wraps(method)
+    def run(ctx, first, *args):
+        with no_autocast(first.device):
+            return method(ctx, first, *args)
+    return run
+
+
 class _ClassRows(torch.autograd.Function):
     """out[(b, p)] = table[b, label(p)]: ``(B, K+1, O)`` -> ``(B·h·w, O)``; the backward sums
     the gradient per class with one GEMM per sample (an index_add would serialise on the
     few classes)."""
 
     @staticmethod
+    @_full_precision
     def forward(ctx, table: torch.Tensor, layout: ClassWindowLayout) -> torch.Tensor:
         ctx.layout = layout
         b, rows, o = table.shape
         return table.reshape(b * rows, o).index_select(0, layout.class_rows)
 
     @staticmethod
+    @_full_precision
     def backward(ctx, grad: torch.Tensor):
         layout = ctx.layout
         b, h, w = layout.shape
@@ -124,6 +141,7 @@ class _ShellConv(torch.autograd.Function):
     input gradient is one index_add of all n·k² rows into the padded map."""
 
     @staticmethod
+    @_full_precision
     def forward(ctx, hidden: torch.Tensor, windows: torch.Tensor, matrix: torch.Tensor,
                 shape: tuple[int, int, int], radius: int) -> torch.Tensor:
         ctx.save_for_backward(hidden, windows, matrix)
@@ -141,6 +159,7 @@ class _ShellConv(torch.autograd.Function):
         return _ShellConv.padded(hidden, shape, r).index_select(0, windows.reshape(-1)).view(n, kk * hidden.shape[1])
 
     @staticmethod
+    @_full_precision
     def backward(ctx, grad: torch.Tensor):
         hidden, windows, matrix = ctx.saved_tensors
         (b, h, w), r = ctx.shape, ctx.radius
@@ -160,6 +179,7 @@ class _ClassWindowSum(torch.autograd.Function):
     """out[(b, p)] = Σ_d table[b, label(p + d), d]; interior pixels: one row of the per-class sums."""
 
     @staticmethod
+    @_full_precision
     def forward(ctx, table: torch.Tensor, layout: ClassWindowLayout) -> torch.Tensor:
         b, rows, kk, o = table.shape
         ctx.layout = layout
@@ -171,6 +191,7 @@ class _ClassWindowSum(torch.autograd.Function):
         return out
 
     @staticmethod
+    @_full_precision
     def backward(ctx, grad: torch.Tensor):
         layout = ctx.layout
         b, h, w = layout.shape
