@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +299,102 @@ def test_config_module_does_not_import_torch():
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- the field types are the schema
+
+
+def _leaf_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        keys += _leaf_keys(value, dotted) if isinstance(value, dict) else [dotted]
+    return keys
+
+
+def _with(tree: dict, dotted: str, value) -> dict:
+    import copy
+
+    tree = copy.deepcopy(tree)
+    node = tree
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return tree
+
+
+DEFAULT_TREE = yaml.safe_load(dump_config(Config()))
+
+
+@pytest.mark.parametrize("key", _leaf_keys(DEFAULT_TREE))
+def test_every_key_refuses_a_value_of_another_type_in_one_line(key):
+    """Each leaf of the schema refuses a mapping (no field is a mapping) with one line that
+    starts with its dotted key, never a Python error (`data.pose.kind: {a: 1}` used to be
+    'TypeError: unhashable type')."""
+    with pytest.raises(SPGNetError) as info:
+        config_from_dict(_with(DEFAULT_TREE, key, {"a": 1}))
+    message = str(info.value)
+    assert type(info.value).__name__ == "ConfigValueError" and "\n" not in message, message
+    assert message.startswith(f"{key}: ") and "{'a': 1}" in message, message
+
+
+@pytest.mark.parametrize("text, value", [("1e-4", 1e-4), ("2.5e-4", 2.5e-4), ("1.0e30", 1e30), ("3", 3.0),
+                                         ("-2e-1", None), (".5e-3", 5e-4)])
+def test_numbers_in_any_notation_for_float_keys(text, value):
+    """PyYAML reads `1e-4` and `1.0e30` as strings: float keys take them, from a file and from --set."""
+    if value is None:  # well formed but out of range: the range is named
+        assert_rejected([f"train.lr_g={text}"], "train.lr_g", "> 0", "got -0.2")
+        return
+    cfg = load_config(None, [f"train.lr_g={text}", f"train.betas=[{text if value < 1 else 0.5}, 0.999]"])
+    assert isinstance(cfg.train.lr_g, float) and cfg.train.lr_g == value
+
+
+def test_yaml_file_with_scientific_learning_rates(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr_g: 1e-4\n  lr_d: 2e-5\n  min_lr: 1.0e-7\n  losses: {l1: 1e1}\n")
+    t = load_config(path).train
+    assert (t.lr_g, t.lr_d, t.min_lr, t.losses.l1) == (1e-4, 2e-5, 1e-7, 10.0)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("train.batch_size=abc", ("train.batch_size", "positive integer", "'abc'")),
+    ("train.batch_size=0", ("train.batch_size", "positive integer", "got 0")),
+    ("train.batch_size=-1", ("train.batch_size", "positive integer", "got -1")),
+    ("train.max_steps=abc", ("train.max_steps", "integer >= 0", "'abc'")),
+    ("train.workers=-1", ("train.workers", "integer >= 0", "got -1")),
+    ("train.epochs=1e3", ("train.epochs", "positive integer", "'1e3'")),
+    ("data.pose.kind={a: 1}", ("data.pose.kind", "is not one of")),
+    ("data.load_size=[64, {a: 1}]", ("data.load_size[1]", "positive integer")),
+])
+def test_integer_and_choice_keys_refuse_in_one_line(override, words):
+    assert_rejected([override], *words)
+
+
+def test_unknown_keys_of_any_type_are_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  1: 2\n  zz: 3\n")  # an int key next to a str key used to be a TypeError
+    message = assert_rejected_file(path)
+    assert "unknown key(s) 1, zz" in message
+
+
+def test_a_field_without_its_own_check_is_still_typed():
+    """The schema check (spgnet.config._check_types) covers a dataclass field whose
+    __post_init__ checks nothing: the annotation alone refuses another type."""
+    from dataclasses import dataclass
+
+    from spgnet.config import _from_dict
+
+    @dataclass
+    class Section:
+        count: int = 1
+        rate: float = 0.5
+        names: list[str] | None = None
+
+    assert _from_dict(Section, {"count": 3, "rate": "1e-3", "names": ["a"]}, "config", "sec") == Section(3, 1e-3, ["a"])
+    for key, value, words in (("count", "3", "sec.count: expected an integer, got '3'"),
+                              ("count", True, "sec.count: expected an integer, got True"),
+                              ("rate", "fast", "sec.rate: expected a number, got 'fast'"),
+                              ("names", ["a", 1], "sec.names: expected a list of strings or null, got ['a', 1]")):
+        with pytest.raises(SPGNetError, match=re.escape(words)):
+            _from_dict(Section, {key: value}, "config", "sec")

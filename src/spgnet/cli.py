@@ -3,6 +3,14 @@
 Each verb lives in ``spgnet/commands/<verb>.py`` with two functions:
 ``add_arguments(parser)`` and ``run(args) -> int``. This module only parses,
 dispatches and turns :class:`spgnet.SPGNetError` into one line on stderr.
+
+Exit status (docs/operations.md): 0 success; 1 internal error (a bug: one line, the
+traceback with ``SPGNET_DEBUG=1``); 2 bad input or usage (one line naming it); 3
+``evaluate``: some metric unavailable; 74 no space left on device while writing; 75
+``train`` stopped by SIGTERM/SIGINT/SIGUSR1 after saving ``last`` (resume with
+``--resume``); 130 interrupted (Ctrl-C) outside training. An error raised inside a data
+loader worker is reported as the worker's original line, and spgnet's own warnings as
+one line each.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from spgnet import SPGNetError, __version__
 
@@ -55,21 +64,57 @@ def _verb(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _original(exc: BaseException) -> BaseException:
+    """A data loader worker's error as the worker raised it (without the worker's
+    traceback that PyTorch puts into the re-raised message)."""
+    if "in DataLoader worker process" in str(exc):
+        from spgnet.data.dataset import original_error
+
+        return original_error(exc)
+    return exc
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line (the lines of a multi-line message joined)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip()) if "\n" in str(text) else str(text)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _one_line_warnings(command: str, show=warnings.showwarning):
+    """A ``warnings.showwarning`` that prints spgnet's own warnings (raised from its code,
+    or of a category it defines) as one line ``spgnet <verb>: warning: ...``; others as usual."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        ours = (category.__module__.startswith("spgnet")
+                or os.path.abspath(str(filename)).startswith(_PACKAGE_DIR + os.sep))
+        if not ours:
+            return show(message, category, filename, lineno, file, line)
+        print(f"spgnet {command}: warning: {_one_line(message)}", file=file or sys.stderr)
+    return showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_verb(argv))
     args = parser.parse_args(argv)
     try:
-        return int(args._module.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(args._module.run(args) or 0)
     except SPGNetError as exc:
-        print(f"spgnet {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        exc = _original(exc)
+        prefix = getattr(exc, "cli_prefix", "error: ")
+        print(f"spgnet {args.command}: {prefix}{_one_line(exc)}", file=sys.stderr)
+        code = getattr(exc, "exit_code", 2)
+        return code if isinstance(code, int) and 0 < code < 256 else 2
     except KeyboardInterrupt:
         print(f"spgnet {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not a user error: still one line unless asked for more
         if os.environ.get("SPGNET_DEBUG"):
             raise
-        print(f"spgnet {args.command}: internal error: {type(exc).__name__}: {exc} "
+        exc = _original(exc)
+        print(f"spgnet {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
               f"(set SPGNET_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -9,12 +9,19 @@ config is validated when it is loaded: a bad value raises :class:`~spgnet.SPGNet
 what is allowed (``train.scheme: 'paralel' is not one of parallel, sequential, joint``).
 The allowed values are the public constants below (:data:`POSE_KINDS`, :data:`SCHEMES`,
 ...), which the modules that consume them import. No torch import here.
+
+The dataclass field types are the schema: before a dataclass is built, a number written
+in another notation is converted to its ``float`` field's type (:func:`_coerce`: PyYAML
+reads ``1e-4`` as a string), and after it is built every field is checked against its
+annotated type (:func:`_check_types`), so a field whose ``__post_init__`` forgets a check
+still cannot hold a value of another type. Integers stay strict (``128.0`` is refused).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -39,6 +46,9 @@ TARGET_PARSINGS: tuple[str, ...] = ("ours", "provided", "ground-truth")
 # train.device: what training.distributed.resolve_device is given ("cuda" = this rank's GPU).
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N", "mps")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# A number written as text (PyYAML 1.1 reads `1e-4`, `2e-4` without a dot as strings), as
+# check_number (spgnet.models.config) accepts it.
+_NUMBER_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 # The YAML configs shipped with the package (package data: present in wheels too).
 PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -258,22 +268,99 @@ def _size(value: Any, key: str, optional: bool = False) -> list[int] | None:
     return None if size is None else [check_int(v, f"{key}[{i}]", minimum=1) for i, v in enumerate(size)]
 
 
-def _from_dict(cls, data: dict[str, Any], where: str):
+def _optional_of(hint: Any) -> tuple[Any, bool]:
+    """``(X, True)`` for ``X | None`` (``Optional[X]``), ``(hint, False)`` otherwise."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(hint)) == 2:
+            return args[0], True
+    return hint, False
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """A value written in another notation, converted to the field type ``hint``: a
+    ``float`` field takes a number in any notation (PyYAML reads ``1e-4`` and ``1.0e30``
+    as strings: its exponents need a dot and a sign), also item by item in a ``list[float]``.
+    An ``int`` field takes integers only (``128.0`` is refused by its check, on purpose:
+    a size or a count written as a float is a mistake). Anything else is unchanged."""
+    hint, optional = _optional_of(hint)
+    if value is None and optional:
+        return None
+    if hint is float:
+        if isinstance(value, str) and _NUMBER_TEXT.fullmatch(value.strip()):
+            return float(value)
+        return value
+    if typing.get_origin(hint) is list and isinstance(value, (list, tuple)):
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_coerce(v, item) for v in value]
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    hint, optional = _optional_of(hint)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    if hint in names:
+        text = names[hint]
+    elif typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        text = f"a list of {_type_name(item).removeprefix('an ').removeprefix('a ')}s"
+    else:
+        text = "a mapping" if is_dataclass(hint) else getattr(hint, "__name__", str(hint))
+    return f"{text} or null" if optional else text
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    hint, optional = _optional_of(hint)
+    if value is None:
+        return optional
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a type this schema does not describe (Any): the dataclass checks it
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    """Every field of the dataclass ``obj`` holds a value of its annotated type (one line
+    naming the dotted key otherwise): the field types are the schema."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value, key = getattr(obj, f.name), f"{prefix}.{f.name}" if prefix else f.name
+        check(_has_type(value, hints[f.name]), key, f"expected {_type_name(hints[f.name])}, got {value!r}")
+
+
+def _from_dict(cls, data: dict[str, Any], where: str, prefix: str = ""):
+    """``cls`` built from ``data``: unknown keys named as ``where.key``, each value
+    converted to its field's type (:func:`_coerce`), then checked by the dataclass
+    (``__post_init__``) and against the field types (:func:`_check_types`)."""
     if not isinstance(data, dict):
         raise SPGNetError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise SPGNetError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(names))})")
+        raise SPGNetError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} "
+                          f"(allowed: {', '.join(sorted(names))})")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
+        dotted = f"{prefix}.{key}" if prefix else key
         if is_dataclass(hint):
-            kwargs[key] = _from_dict(hint, value or {}, f"{where}.{key}")
+            kwargs[key] = _from_dict(hint, value or {}, f"{where}.{key}", dotted)
         else:
-            kwargs[key] = value
-    return cls(**kwargs)
+            kwargs[key] = _coerce(value, hint)
+    obj = cls(**kwargs)
+    _check_types(obj, prefix)
+    return obj
 
 
 def _parse_scalar(text: str) -> Any:
@@ -305,7 +392,7 @@ def _default_pose_channels(raw: Any) -> Any:
     data, model = raw.get("data"), raw.get("model", {})
     pose = data.get("pose") if isinstance(data, dict) else None
     kind = pose.get("kind") if isinstance(pose, dict) else None
-    if kind not in POSE_CHANNELS or not isinstance(model, dict):
+    if not isinstance(kind, str) or kind not in POSE_CHANNELS or not isinstance(model, dict):
         return raw
     model = dict(model)
     for section in ("generator", "spatn"):

@@ -147,5 +147,5 @@ def load_pipeline(checkpoint, device: str | torch.device = "cpu", overrides: lis
     modules = {"stage1": net.stage1, "generator": net.generator} if with_stage1 else {"generator": net.generator}
     fixed = {"flow": net.flow_net} if net.flow_net is not None else {}  # never averaged: no EMA copy
     load_checkpoint(checkpoint, models=fixed if use_ema else {**modules, **fixed}, ema=modules if use_ema else None,
-                    restore_rng=False, map_location="cpu")
+                    restore_rng=False, map_location="cpu", training_state=False)  # weights + config only
     return net.to(device).eval()

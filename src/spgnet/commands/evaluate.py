@@ -4,7 +4,8 @@ images against a dataset split (docs/design.md §10; docs/evaluation.md).
 Writes ``metrics.json``, ``metrics.md``, ``per_image.csv`` and ``report.html`` to
 ``--out`` (default ``DIR/eval``). Exit status: 0 every requested metric computed,
 3 some unavailable (missing weights or detector; the reasons are printed and stored),
-2 bad input (missing files, wrong arguments).
+2 bad input (missing files, wrong arguments). Before any image is scored, every dataset
+file the split's pairs need is checked (headers only; ``spgnet check`` decodes them all).
 """
 
 from __future__ import annotations
@@ -76,10 +77,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from spgnet.data.check import preflight
+    from spgnet.data.layout import SPLITS
     from spgnet.evaluation.directory import EvalOptions, evaluate_directory, load_dataset_config
     from spgnet.evaluation.report import markdown
 
     data = load_dataset_config(args.dataset, args.set, args.root)
+    if Path(args.generated).is_dir() and args.split in SPLITS:  # else evaluate_directory names the problem
+        preflight(data, args.split)
     options = EvalOptions(
         metrics=args.metrics, real_set=args.real_set, size=tuple(args.size) if args.size else None,
         resize=args.resize, crop_generated=tuple(args.crop_generated) if args.crop_generated else None,

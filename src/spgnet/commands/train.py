@@ -7,6 +7,10 @@ one process per device, rank 0 logs and checkpoints.
 Resuming (``--resume CKPT``, or ``--run-dir RUN --resume`` for ``RUN/checkpoints/last``):
 the config is ``--config`` when given, else the one stored in the checkpoint; ``--set``
 overrides apply on top either way (e.g. ``--resume CKPT --set train.max_steps=20000``).
+
+On a cluster (docs/operations.md): SIGTERM, SIGINT or SIGUSR1 finish the current step,
+save ``last`` and exit with status 75 (resume with ``--resume``); a second training in the
+same run directory is refused; exit status 74 means the disk filled up while saving.
 """
 
 from __future__ import annotations
@@ -59,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(cfg, run_dir=args.run_dir, resume=args.resume, progress=not args.no_progress,
                           init=args.init)
-        metrics = trainer.fit()
+        trainer.fit()
     except NonFiniteLossError as exc:
         raise SPGNetError(str(exc)) from None
     finally:
         shutdown()  # also when building the trainer failed after joining the process group
     if trainer.dist.is_main:
-        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        kind, metrics = trainer.final_metrics()
+        shown = f"{kind}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()) if metrics else "(no metrics logged)"
         print(f"run: {trainer.run_dir}  step {trainer.step}  {shown}")
     return 0

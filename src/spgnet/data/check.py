@@ -17,6 +17,12 @@ first problem. It reports, per split:
   ones when ``cfg.use_flow``.
 
 Files are inspected in a thread pool (PIL releases the GIL while decoding).
+
+:func:`preflight` is the fast pass ``train``, ``generate`` and ``evaluate`` run before
+their first step: every file the pairs of one split need exists and its header reads
+(images, parsing maps, ``.corr`` flow when used, provided target parsings when used),
+without decoding any; the first problem is raised as one line (the full check, with the
+decode, stays in ``spgnet check``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from spgnet import SPGNetError
 from spgnet.config import DatasetConfig
 from spgnet.data.layout import SplitPaths, image_stem, index_image_dir, parse_pairs_rows
 from spgnet.parsing import NUM_CLASSES
@@ -383,4 +390,109 @@ def check_dataset(
     return report
 
 
-__all__ = ["KINDS", "Problem", "SplitStats", "Report", "check_dataset"]
+# --------------------------------------------------------------------------- before a run
+
+
+def _inspect_label_header(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """Header of a label PNG -> ((H, W) or None, problem or None); nothing decoded."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                return None, f"not a single-channel label PNG (mode {im.mode})"
+            return (im.height, im.width), None
+    except FileNotFoundError:
+        return None, "not found"
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return None, f"cannot read its header ({str(exc) or type(exc).__name__})"
+
+
+def preflight(cfg: DatasetConfig, split: str, *, flow: bool = False, provided_parsing: bool = False,
+              limit: int | None = None, workers: int | None = None) -> int:
+    """Check, before a run's first step, every file the pairs of ``split`` need (the first
+    ``limit`` pairs when given): the index files, each pair's two images (header: it
+    opens, its size holds ``data.crop``), their parsing maps (header: a label PNG of the
+    image's size), with ``flow`` each pair's ``.corr`` file (header and file size), with
+    ``provided_parsing`` each pair's provided target parsing (header). No file is
+    decoded: that is ``spgnet check``'s full pass. Raises SPGNetError with the first
+    problem in one line (and how many more); returns the number of pairs checked."""
+    report = Report(root=str(cfg.root))
+    crop = tuple(int(v) for v in cfg.crop) if cfg.crop else None
+    sp = _read_split(report, cfg, split)
+    pairs: list[tuple[str, str]] = []
+    ann_name = sp.paths.annotation_file.name
+    for line, a, b in sp.pairs[:limit] if limit else sp.pairs:
+        ok = sp.annotations is not None
+        for n in (a, b):
+            if sp.annotations is not None and image_stem(n) not in sp.annotations:
+                report.add("unknown image in pair", sp.paths.pairs_file, line, f"'{n}' has no row in {ann_name}")
+                ok = False
+            elif image_stem(n) not in sp.files:
+                if sp.paths.image_dir.is_dir():
+                    report.add("missing image", sp.paths.pairs_file, line,
+                               f"'{n}' has no image file in {sp.paths.image_dir}")
+                ok = False
+        if ok:
+            pairs.append((a, b))
+    stems = list(dict.fromkeys(image_stem(n) for pair in pairs for n in pair))
+    with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
+        images = [sp.paths.image_dir / sp.files[s] for s in stems]
+        for stem, path, (size, error) in zip(stems, images, pool.map(lambda q: _inspect_image(q, False), images)):
+            if error is not None:
+                report.add("undecodable image", path, None, f"cannot read image header ({error})")
+            elif crop is not None and (crop[0] + crop[2] > size[0] or crop[1] + crop[3] > size[1]):
+                report.add("wrong image size", path, None, f"image is {size[0]}x{size[1]} (HxW), too small for "
+                                                           f"data.crop {list(crop)}")
+            else:
+                sp.sizes[stem] = size
+        labels = [sp.paths.parsing(s) for s in stems]
+        if stems and not sp.paths.parsing_dir.is_dir():
+            report.add("missing parsing", sp.paths.parsing_dir, None,
+                       "parsing folder not found (every image needs <stem>.png; data.parsing_dir)")
+            labels = stems = []
+        for stem, path, (size, error) in zip(stems, labels, pool.map(_inspect_label_header, labels)):
+            if error == "not found":
+                report.add("missing parsing", path, None, f"parsing of image '{sp.files[stem]}' not found")
+            elif error is not None:
+                report.add("undecodable parsing", path, None, f"parsing map: {error}")
+            elif stem in sp.sizes and size != sp.sizes[stem]:
+                h, w = sp.sizes[stem]
+                report.add("parsing wrong size", path, None, f"parsing is {size[0]}x{size[1]}, image "
+                                                             f"'{sp.files[stem]}' is {h}x{w}")
+        if flow and pairs and not sp.paths.flow_dir.is_dir():
+            report.add("missing flow", sp.paths.flow_dir, None,
+                       "flow folder not found (train.flow=file needs <from>___<to>.corr per pair; data.flow_dir)")
+        elif flow:
+            corr = [sp.paths.flow(a, b) for a, b in pairs]
+            inspect = lambda q: _inspect_corr(q) if q.is_file() else (None, "not found")  # noqa: E731
+            for (a, b), path, (hw, error) in zip(pairs, corr, pool.map(inspect, corr)):
+                target_hw = sp.sizes.get(image_stem(b))
+                if error == "not found":
+                    report.add("missing flow", path, None, f"no flow file for pair {a} -> {b} (train.flow=file)")
+                elif error is not None:
+                    report.add("truncated flow", path, None, error)
+                elif target_hw is not None and hw != target_hw:
+                    report.add("flow wrong size", path, None,
+                               f"flow is {hw[0]}x{hw[1]}, target image '{b}' is {target_hw[0]}x{target_hw[1]}")
+        if provided_parsing and not sp.paths.pred_parsing_dir.is_dir():
+            report.add("missing parsing", sp.paths.pred_parsing_dir, None,
+                       "folder of provided target parsings not found (data.pred_parsing_dir; `spgnet import-official` "
+                       "writes it from the official release's pred_seg/)")
+        elif provided_parsing:
+            given = [sp.paths.pred_parsing(a, b) for a, b in pairs]
+            for (a, b), path, (size, error) in zip(pairs, given, pool.map(_inspect_label_header, given)):
+                target_hw = sp.sizes.get(image_stem(b))
+                if error is not None:
+                    report.add("missing parsing" if error == "not found" else "undecodable parsing", path, None,
+                               f"provided target parsing of pair {a} -> {b}: {error}")
+                elif target_hw is not None and size != target_hw:
+                    report.add("parsing wrong size", path, None, f"provided target parsing is {size[0]}x{size[1]}, "
+                                                                 f"target image '{b}' is {target_hw[0]}x{target_hw[1]}")
+    problems = report.problems
+    if problems:
+        more = (f" (and {len(problems) - 1} more problem(s); `spgnet check {cfg.root} --split {split}` with this "
+                "config lists them all)") if len(problems) > 1 else ""
+        raise SPGNetError(f"{problems[0]}{more}")
+    return len(pairs)
+
+
+__all__ = ["KINDS", "Problem", "SplitStats", "Report", "check_dataset", "preflight"]

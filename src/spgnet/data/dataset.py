@@ -293,6 +293,30 @@ class PairDataset(Dataset):
 # --------------------------------------------------------------------------- batches and loaders
 
 
+def original_error(exc: BaseException) -> BaseException:
+    """The error a DataLoader worker raised, as the user should see it.
+
+    PyTorch re-raises a worker's exception in the main process as the same type with the
+    worker's whole traceback as its message ("Caught SPGNetError in DataLoader worker
+    process 0. Original Traceback (most recent call last): ..."). This returns an
+    exception of that type whose message is the original one (the traceback's last line,
+    e.g. ``data/test/a.jpg: cannot decode image (...)``); any other exception is returned
+    unchanged. Every consumer of a loader (train, generate, evaluate, the CLI) uses it.
+    """
+    text = str(exc)
+    if "in DataLoader worker process" not in text or "Original Traceback" not in text:
+        return exc
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    name, sep, message = lines[-1].partition(": ")
+    if not sep or " " in name:  # "ValueError" / "spgnet.SPGNetError": message
+        message = lines[-1]
+    try:
+        clean = type(exc)(message.strip())
+    except Exception:  # an exception type that takes other arguments
+        return exc
+    return clean
+
+
 def complete_batch(batch: dict, cfg: DatasetConfig, device: torch.device | str | None = None) -> dict:
     """Move a batch to ``device`` and add the pose maps / one-hot parsing the loader left out.
 
@@ -346,6 +370,7 @@ def make_loader(
 
 __all__ = [
     "IMAGE_SUFFIXES", "PAIR_SEPARATOR", "SPLITS", "SplitPaths", "PairDataset", "complete_batch", "make_loader",
+    "original_error",
     "resize_labels",
     "image_stem", "pair_name", "index_image_dir", "parse_pairs_rows", "read_pairs_csv", "write_pairs_csv",
 ]

@@ -24,6 +24,17 @@ uninterrupted one (deterministic mode). A step with a non-finite loss on any ran
 skipped on every rank and logged; ``max_nonfinite`` in a row, or non-finite BatchNorm
 statistics, stop the run with :class:`~spgnet.training.losses.NonFiniteLossError`.
 
+Running on a cluster (docs/operations.md): the run directory has one writer, an
+exclusive lock (:mod:`spgnet.training.lock`) taken before anything is written. Every file
+the run's splits need is checked before the first step (:func:`spgnet.data.check.preflight`);
+an error inside a loader worker is re-raised as its original one line
+(:func:`spgnet.data.dataset.original_error`). SIGTERM, SIGINT and SIGUSR1 (what SLURM and
+Kubernetes send before killing a job) let the current step finish, save ``last``, log it
+and raise :class:`TrainingStopped` (``spgnet train`` exits with
+:data:`EXIT_STOPPED`); ``--resume`` continues bit-identically. A second SIGINT stops at
+once (the checkpoints on disk stay as they were). Any error that ends a run is written to
+``log.txt`` too.
+
 EMA (``train.ema_decay`` > 0; 0, the default, changes nothing): stage 1 and the generator
 each get an exponential moving average of their weights (:mod:`spgnet.training.ema`),
 updated after every optimizer step of that module that actually ran; validation scores
@@ -40,6 +51,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +64,71 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from spgnet import SPGNetError
 from spgnet.config import Config, config_to_dict, dump_config
-from spgnet.data.dataset import PairDataset, complete_batch
+from spgnet.data.dataset import PairDataset, complete_batch, original_error
 from spgnet.utils.io import atomic_write_text
 from spgnet.training.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
 from spgnet.parsing import NUM_CLASSES, colorize, one_hot
 from spgnet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from spgnet.training.ema import ModelEMA
+from spgnet.training.lock import RunLock
 from spgnet.training.logs import RunLogger, image_grid, next_run_dir
 from spgnet.training.sampler import ResumableSampler
 from spgnet.utils.torch_utils import frozen
 
+# The signals that stop a run cleanly (SLURM: SIGUSR1 via --signal=USR1@T before the time
+# limit, SIGTERM on scancel/preemption; Kubernetes: SIGTERM; a terminal: SIGINT).
+STOP_SIGNALS: tuple[str, ...] = ("SIGTERM", "SIGINT", "SIGUSR1")
+# `spgnet train`'s exit status after a stop signal: `last` saved, resume with --resume
+# (EX_TEMPFAIL: "try again later"; docs/operations.md lists every exit status).
+EXIT_STOPPED = 75
+
+
+class TrainingStopped(SPGNetError):
+    """A stop signal ended the run after its current step; ``last`` holds that step.
+    Not a failure: the CLI prints it without "error:" and exits with :data:`EXIT_STOPPED`."""
+
+    exit_code = EXIT_STOPPED
+    cli_prefix = ""
+
+    def __init__(self, message: str, signal_name: str = "", step: int = 0):
+        super().__init__(message)
+        self.signal_name, self.step = signal_name, step
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """Loader workers ignore the stop signals: the main process decides when to stop
+    (a worker killed by SLURM's SIGTERM would crash the step being finished)."""
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
+class _StopSignals:
+    """While active (main thread only), a stop signal is recorded in :attr:`received`
+    instead of killing the process; a second SIGINT raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.received is None:
+            self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                if hasattr(signal, name):
+                    sig = getattr(signal, name)
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -110,9 +178,10 @@ class Trainer:
         initialise the networks before training; weights only, no optimizer state or step
         (fine-tuning, e.g. from ``spgnet convert-official``: the generator and the official
         flow network come from it, stage 1 and the discriminator start from scratch).
-        ``train.flow: official`` needs the flow network from ``init`` or ``resume``."""
-        from spgnet.pipeline import SPGNet, build_discriminator
+        ``train.flow: official`` needs the flow network from ``init`` or ``resume``.
 
+        The run directory is locked for this process until :meth:`fit` ends (or
+        :meth:`close`); a second writer gets :class:`~spgnet.training.lock.RunLockedError`."""
         t = cfg.train
         if t.flow == "official" and not (init or resume):
             raise SPGNetError("train.flow=official trains with the official flow network's weights: start from a "
@@ -135,17 +204,45 @@ class Trainer:
                 run_dir = holder[0]
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
-        self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        self.lock: RunLock | None = None
+        self.log = RunLogger(self.run_dir, enabled=False)
+        self.last_metrics: dict[str, dict[str, float]] = {}  # "val" / "train" -> the latest values
+        self._saved_last: tuple[int, int, int] | None = None  # (step, epoch, epoch_step) of `last`
+        try:
+            if self.dist.is_main:  # one writer per run directory: the lock comes before any write
+                self.lock = RunLock(self.run_dir).acquire()
+                atomic_write_text(self.run_dir / "config.yaml", dump_config(cfg))
+            self.log = RunLogger(self.run_dir, enabled=self.dist.is_main)
+            if self.lock is not None and self.lock.stale is not None:
+                self.log.text(self.lock.describe_stale())
+            self._build(cfg, resume, init)
+        except BaseException as exc:
+            self._failed(exc)
+            self.close()
+            raise
 
-        # data
-        self.train_set = PairDataset(cfg.data, "train", return_flow=t.flow == "file")
-        self.val_set = PairDataset(cfg.data, "test", return_flow=t.flow == "file")
+    def _build(self, cfg: Config, resume, init) -> None:
+        """Data, models, optimizers, losses, then the resume or initialisation (``__init__``)."""
+        from spgnet.pipeline import SPGNet, build_discriminator
+
+        t = cfg.train
+        # data: every file the splits need, checked before anything is built (rank 0)
+        flow_files = t.flow == "file"
+        if self.dist.is_main:
+            from spgnet.data.check import preflight
+
+            preflight(cfg.data, "train", flow=flow_files)
+            if t.val_every:
+                preflight(cfg.data, "test", flow=flow_files, limit=t.val_pairs or None)
+        self.train_set = PairDataset(cfg.data, "train", return_flow=flow_files)
+        self.val_set = PairDataset(cfg.data, "test", return_flow=flow_files)
         if len(self.train_set) < t.batch_size * self.dist.world_size:
             raise SPGNetError(f"{cfg.data.root}: {len(self.train_set)} training pairs, fewer than one batch "
                               f"({t.batch_size} x {self.dist.world_size} processes)")
+        if t.val_every and len(self.val_set) == 0:
+            raise SPGNetError(f"{self.val_set.paths.pairs_file}: the test split has no pairs, so validation "
+                              f"(train.val_every={t.val_every}) would score nothing; add test pairs, or set "
+                              "train.val_every=0 to train without validation")
         self.sampler = ResumableSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
                                         shuffle=True, seed=t.seed, drop_last=True, flips=cfg.data.hflip)
         self.train_set.hflip = False  # flips come from the sampler (reproducible across resumes)
@@ -225,7 +322,7 @@ class Trainer:
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size or t.batch_size, sampler=sampler, shuffle=shuffle,
             num_workers=t.workers, drop_last=sampler is not None, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=False, worker_init_fn=_ignore_stop_signals if t.workers else None,
             # its own generator: creating an iterator must not consume the global RNG,
             # or a resumed run would draw different noise than an uninterrupted one
             generator=torch.Generator().manual_seed(t.seed + 17 * self.epoch),
@@ -364,13 +461,24 @@ class Trainer:
             names = f"{', '.join(bad_buffers[:3])}{more}" if bad_buffers else "on another process"
             raise NonFiniteLossError(
                 f"step {step}: non-finite loss ({shown}) and the forward pass made running statistics "
-                f"non-finite ({names}); stopping: resume from the last checkpoint "
-                f"with a lower learning rate or train.grad_clip")
+                f"non-finite ({names}); stopping: {self._restart_advice()}")
         if self.nonfinite_streak >= self.cfg.train.max_nonfinite:
             raise NonFiniteLossError(
                 f"{self.nonfinite_streak} non-finite losses in a row (last at step {step}: {shown}); stopping. "
                 f"Lower the learning rate, use train.amp=bf16 instead of fp16, or set train.grad_clip")
         return StepResult(values, skipped=True)
+
+    def _restart_advice(self) -> str:
+        """Where to start again after a fatal non-finite loss: the last checkpoint when
+        there is one, else from scratch."""
+        meta = self.ckpt_dir / "last" / "checkpoint.json"
+        try:
+            step = json.loads(meta.read_text())["step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return ("no checkpoint has been saved yet: start again with a lower learning rate or "
+                    "train.grad_clip")
+        return (f"resume from the last checkpoint {meta.parent} (step {step}) with a lower learning rate "
+                "or train.grad_clip")
 
     def _clip(self, opt, module: nn.Module) -> None:
         if self.cfg.train.grad_clip > 0:
@@ -379,13 +487,82 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
+        """Train to ``train.max_steps`` (or ``train.epochs``); returns the latest metrics
+        (:meth:`final_metrics`). A stop signal (:data:`STOP_SIGNALS`) ends the run after
+        the current step with ``last`` saved and :class:`TrainingStopped` raised. Any
+        error is written to ``log.txt`` before it propagates; the run directory's lock is
+        released either way."""
+        try:
+            with _StopSignals() as stops:
+                self._fit(stops)
+            return self.final_metrics()[1]
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        finally:
+            self.close()
+
+    def final_metrics(self) -> tuple[str, dict[str, float]]:
+        """``("val", metrics)`` of the latest validation, else ``("train", losses)`` of the
+        latest logged step (kept in the checkpoints: a resumed run has them too), else
+        ``("", {})``."""
+        for kind in ("val", "train"):
+            if self.last_metrics.get(kind):
+                return kind, dict(self.last_metrics[kind])
+        return "", {}
+
+    def _stop_requested(self, stops: _StopSignals) -> str | None:
+        """The stop signal's name when one arrived (on any rank: all ranks stop at the
+        same step), else None. A collective under DDP: every rank calls it at the same points."""
+        name = stops.received
+        if not self._any_rank(name is not None):
+            return None
+        return name or "a stop signal on another process"
+
+    def _stop(self, name: str) -> None:
+        """Save ``last`` (unless it already holds this very state), log, raise TrainingStopped."""
+        if self._saved_last != (self.step, self.epoch, self.epoch_step):
+            self.save("last")
+        message = (f"stopped by {name} at step {self.step} (epoch {self.epoch + 1}, batch {self.epoch_step}); "
+                   f"saved {self.ckpt_dir / 'last'}; continue with: spgnet train --run-dir {self.run_dir} --resume")
+        self.log.text(message)
+        raise TrainingStopped(message, signal_name=name, step=self.step)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Write the error that ends the run into log.txt (one line; never raises)."""
+        try:
+            if isinstance(exc, TrainingStopped) or not getattr(self, "log", None):
+                return
+            exc = original_error(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                text = "interrupted by SIGINT: stopped at once, nothing saved; the checkpoints on disk are as they were"
+            elif isinstance(exc, (SPGNetError, NonFiniteLossError)):
+                text = f"error: {exc}"
+            else:
+                text = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            self.log.text(text)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Close the logs and release the run directory (idempotent; :meth:`fit` calls it)."""
+        log, self.log = getattr(self, "log", None), RunLogger(self.run_dir, enabled=False)
+        if log is not None:
+            try:
+                log.close()
+            except Exception:
+                pass
+        lock, self.lock = getattr(self, "lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def _fit(self, stops: _StopSignals) -> None:
         t = self.cfg.train
         from tqdm import tqdm
 
         self.log.text(f"training {self.cfg.name}: scheme={t.scheme} epochs={t.epochs} max_steps={t.max_steps} "
                       f"device={self.device} world_size={self.dist.world_size}"
                       + (f" ema_decay={t.ema_decay:g}" if self.ema else ""))
-        last_val: dict = {}
         done = bool(t.max_steps) and self.step >= t.max_steps  # resuming a finished run
         while self.epoch < t.epochs and not done:
             self.sampler.set_epoch(self.epoch, start=self.epoch_step * t.batch_size)
@@ -404,6 +581,7 @@ class Trainer:
                     bar.set_postfix({**{k: f"{v:.3f}" for k, v in result.losses.items()}, "it/s": f"{rate:.2f}"})
                     if self.step % t.log_every == 0:
                         self.log.scalars("train", self.step, result.losses, epoch=self.epoch)
+                        self.last_metrics["train"] = dict(result.losses)
                     if t.image_every and self.step % t.image_every == 0:
                         self._log_images()
                 if t.save_every and self.step % t.save_every == 0:
@@ -411,13 +589,18 @@ class Trainer:
                 if t.max_steps and self.step >= t.max_steps:
                     done = True
                     break
+                if name := self._stop_requested(stops):
+                    bar.close()
+                    self._stop(name)  # saves `last` mid-epoch; the loader's workers end with it
             bar.close()
             if not done:
                 self.epoch += 1
                 self.epoch_step = 0
                 if t.val_every and self.epoch % t.val_every == 0:
-                    last_val = self.validate()
+                    self.validate()
                 self.save("last")
+                if name := self._stop_requested(stops):  # arrived during validation or the save
+                    self._stop(name)
         recalibrated = bool(t.precise_bn_batches) and self._bn_step != self.step
         if recalibrated:
             self.recompute_bn_stats()
@@ -426,8 +609,6 @@ class Trainer:
         if t.debug_rank_digest:
             self.write_rank_digest()
         self.log.text(f"finished at step {self.step}")
-        self.log.close()
-        return last_val
 
     def _log_images(self) -> None:
         """Image grid of the last step, from that step's own outputs (running stage 1 again
@@ -471,7 +652,11 @@ class Trainer:
         sums = torch.tensor([metrics[k] * len(indices) if indices else 0.0 for k in keys] + [len(indices)],
                             dtype=torch.float64, device=self.device)
         sums = all_reduce_sum(sums, self.dist)
-        metrics = {k: float(v) for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist())}
+        if float(sums[-1]) == 0:  # no test pair at all: no numbers, no scheduler step, no `best`
+            self.log.text("validation skipped: the test split has no pairs")
+            return {}
+        metrics = {k: float(v) for k, v in zip(keys, (sums[:-1] / sums[-1]).tolist())}
+        self.last_metrics["val"] = dict(metrics)
         self.log.scalars("val", self.step, metrics, epoch=self.epoch)
         self.log.text("validation " + ("(EMA weights) " if self.ema else "")
                       + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -558,9 +743,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
+        """The ``extra`` of a checkpoint: the position in training, the RNG states of every
+        rank, the latest metrics (the final line of a resumed run) and the length of
+        metrics.jsonl (a resume cuts what was logged after the checkpoint)."""
         return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step,
                 "best_ssim": self.best_ssim, "nonfinite_streak": self.nonfinite_streak,
-                "rank_rng": self._rank_rng_states()}
+                "rank_rng": self._rank_rng_states(), "metrics_offset": self.log.metrics_offset(),
+                "last_metrics": {k: dict(v) for k, v in self.last_metrics.items()}}
 
     def _rank_rng_states(self) -> list[dict] | None:
         """Every rank's torch RNG state (CPU and its own GPU), gathered on all ranks: the
@@ -599,6 +788,8 @@ class Trainer:
                 step=self.step, epoch=self.epoch, config_dict=config_to_dict(self.cfg), extra=state,
                 ema={name: ema.module for name, ema in self.ema.items()},
             )
+        if name == "last":
+            self._saved_last = (self.step, self.epoch, self.epoch_step)
         barrier(self.dist)
 
     def models(self) -> dict[str, nn.Module]:
@@ -622,7 +813,7 @@ class Trainer:
                               "needs (spgnet convert-official --flow-dir writes it)")
         if not wanted:
             raise SPGNetError(f"{path}: holds none of this run's networks (stage1, generator, discriminator, flow)")
-        load_checkpoint(path, models=wanted, restore_rng=False, map_location=self.device)
+        load_checkpoint(path, models=wanted, restore_rng=False, map_location=self.device, training_state=False)
         for name, ema in self.ema.items():
             ema.reset(getattr(self.net, name))
         fresh = sorted(set(self.models()) - set(wanted))
@@ -632,10 +823,16 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Resume from a checkpoint. With EMA on, the EMA copies are restored when it holds
         them, else they restart from its weights (EMA switched on for the resumed run)."""
-        from spgnet.utils.checkpoint import load_checkpoint, read_checkpoint_info
+        from spgnet.utils.checkpoint import load_checkpoint, read_checkpoint_info, resolve_checkpoint
 
-        if not Path(path).exists():
-            raise SPGNetError(f"{path}: checkpoint to resume from not found")
+        try:  # a save interrupted between its two renames left the previous copy: use it
+            where = resolve_checkpoint(path)
+        except SPGNetError:
+            if not Path(path).exists():
+                raise SPGNetError(f"{path}: checkpoint to resume from not found") from None
+            raise
+        if where != Path(path):
+            self.log.text(f"{path}: missing after an interrupted save; resuming from the previous checkpoint {where}")
         stored = set(read_checkpoint_info(path).get("ema", {})) if self.ema else set()
         info = load_checkpoint(
             path, models=self.models(),
@@ -654,5 +851,14 @@ class Trainer:
         self.epoch_step = int(extra.get("epoch_step", 0))
         self.best_ssim = float(extra.get("best_ssim", -math.inf))
         self.nonfinite_streak = int(extra.get("nonfinite_streak", 0))
+        self.last_metrics = {k: dict(v) for k, v in (extra.get("last_metrics") or {}).items() if isinstance(v, dict)}
+        self._saved_last = (self.step, self.epoch, self.epoch_step) if Path(path).name == "last" else None
         self._restore_rank_rng(extra.get("rank_rng"))
         self.log.text(f"resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.epoch_step})")
+        # what the interrupted run logged after this checkpoint is logged again: drop it
+        same_run = Path(info["path"]).resolve().parent.parent == self.run_dir.resolve()
+        offset = extra.get("metrics_offset") if same_run else None
+        dropped = self.log.resume(self.step, offset if isinstance(offset, int) else None)
+        if dropped:
+            self.log.text(f"metrics.jsonl: dropped {dropped} record(s) logged after step {self.step} "
+                          "(those steps run again)")

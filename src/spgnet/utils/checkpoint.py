@@ -19,15 +19,22 @@ parametrization ``original``/``_u``/``_v``) are plain state-dict entries and rou
 Models wrapped by DDP/DataParallel/``torch.compile`` are unwrapped, so keys never carry
 ``module.``/``_orig_mod.`` prefixes.
 
-Atomic replacement: everything is written (and fsynced) into ``.<name>.tmp-XXXX`` next
-to the target; then an existing checkpoint is renamed to ``.<name>.old-XXXX``, the new
+Atomic replacement: everything is written (and fsynced) into ``.<name>.tmp-<id>`` next
+to the target; then an existing checkpoint is renamed to ``.<name>.old-<id>``, the new
 one renamed into place, and the old one deleted. A crash at any point leaves either the
 new or the previous complete checkpoint: if it happens between the two renames, loading
-``<name>`` falls back to the complete ``.old`` copy and the next save puts it back first.
-In distributed training only rank 0 saves.
+``<name>`` falls back to the complete ``.old`` copy (one warning per process) and the next
+save puts it back first. ``<id>`` is ``<random>-<pid>-<host>`` of the saving process: the
+clean-up of leftovers removes only folders of this process or of a process of this host
+that no longer runs (and unowned ones of older versions), never those of another live
+writer. Files get the usual permissions (0666 less the umask). A full device raises
+:class:`~spgnet.utils.io.NoSpaceError` naming the file and saying the previous checkpoint
+is intact. In distributed training only rank 0 saves.
 
 Loading reads ``training_state.pt`` with ``weights_only=True`` and refuses a file that
-carries any other pickled object; every requested model must match its file exactly
+carries any other pickled object; inference (``training_state=False``, as
+:func:`spgnet.pipeline.load_pipeline` loads) never reads it, the weights and the config
+are enough; every requested model must match its file exactly
 (missing or unexpected keys are an error naming them, never a silent partial load), and
 nothing is modified until every file has been read and checked. RNG states restored:
 Python ``random``, NumPy's global ``RandomState``, torch CPU and every CUDA device (the
@@ -41,9 +48,11 @@ import datetime
 import json
 import os
 import random
+import io
 import re
 import secrets
 import shutil
+import socket
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,7 +64,7 @@ from torch import nn
 
 import spgnet
 from spgnet import SPGNetError
-from spgnet.utils.io import atomic_write_text, read_json
+from spgnet.utils.io import NoSpaceError, atomic_write_text, is_no_space, read_json, write_new_file
 from spgnet.utils.weights import torch_load_plain
 
 FORMAT = "spgnet-checkpoint"
@@ -143,9 +152,10 @@ def _plain(obj: Any, where: str) -> Any:
                     "only tensors, numbers, strings, None and lists/tuples/dicts of them are allowed")
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Every file of a checkpoint is written here: a new file, 0666 less the umask, fsynced
+    (OSError ENOSPC when the device is full; tests replace this function to simulate it)."""
+    write_new_file(path, data)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -186,11 +196,12 @@ def _safetensors_payload(state: Mapping[str, torch.Tensor], where: str) -> tuple
 
 
 def _save_weights(path: Path, state: Mapping[str, torch.Tensor], where: str) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors, aliases = _safetensors_payload(state, where)
-    save_file(tensors, str(path), metadata={"format": "pt", _ALIASES_KEY: json.dumps(aliases)})
-    _fsync_file(path)
+    # serialised in memory and written by _write_bytes: the file gets the umask's permissions
+    # (safetensors' own writer makes 0600 files) and a full device is an OSError with errno
+    _write_bytes(path, save(tensors, metadata={"format": "pt", _ALIASES_KEY: json.dumps(aliases)}))
 
 
 def _read_weights(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
@@ -246,29 +257,85 @@ def _siblings(target: Path, kind: str) -> list[Path]:
     parent = target.parent
     if not parent.is_dir():
         return []
-    found = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    found = []
+    for p in parent.iterdir():
+        try:
+            if p.name.startswith(prefix) and p.is_dir():
+                found.append((p.stat().st_mtime, p))
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    return [p for _, p in sorted(found, key=lambda item: item[0])]
+
+
+_OWNED = re.compile(r"\.(?:tmp|old)-[0-9a-f]+-(\d+)-([A-Za-z0-9._]+)$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _sibling_name(target: Path, kind: str) -> Path:
+    """``.<name>.<kind>-<random>-<pid>-<host>``: whose temporary folder it is."""
+    return target.parent / f".{target.name}.{kind}-{secrets.token_hex(4)}-{os.getpid()}-{_host()}"
+
+
+def _owner(path: Path) -> tuple[int, str] | None:
+    """``(pid, host)`` of the process that made a tmp/old folder; None for one of an older
+    version (``.<name>.tmp-<random>``), which records no owner."""
+    m = _OWNED.search(path.name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def _abandoned(path: Path) -> bool:
+    """Whether a tmp/old folder may be cleaned up: made by this process, by a process of
+    this host that is gone, or by an older version (no owner). A folder of a live process,
+    or of another host (whose processes cannot be checked), is left alone."""
+    owner = _owner(path)
+    if owner is None:
+        return True
+    pid, host = owner
+    if host != _host():
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _recover(target: Path) -> None:
     """Finish an interrupted replacement: put a complete previous copy back under the
-    target name when the target is missing, then delete leftover temporary folders."""
+    target name when the target is missing, then delete leftover temporary folders —
+    only abandoned ones (:func:`_abandoned`), never those of another live writer."""
     if not target.exists():
-        backups = [p for p in _siblings(target, "old") if _is_complete(p)]
+        backups = [p for p in _siblings(target, "old") if _is_complete(p) and _abandoned(p)]
         if backups:
             os.replace(backups[-1], target)
             _fsync_dir(target.parent)
     for leftover in _siblings(target, "tmp"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if _abandoned(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
     if _is_complete(target):
         for leftover in _siblings(target, "old"):
-            shutil.rmtree(leftover, ignore_errors=True)
+            if _abandoned(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+_FALLBACK_WARNED: set[str] = set()
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """A checkpoint was missing after an interrupted save and its previous copy is used."""
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """The directory of a complete checkpoint at ``path`` (which may also name a file
-    inside it); falls back, with a warning, to the previous complete copy left by a save
-    that was interrupted between its two renames."""
+    inside it); falls back to the previous complete copy left by a save that was
+    interrupted between its two renames, with one warning per path and process."""
     p = Path(path)
     if p.is_file() and _is_complete(p.parent):
         p = p.parent
@@ -277,8 +344,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     if not p.exists():
         backups = [b for b in _siblings(p, "old") if _is_complete(b)]
         if backups:
-            warnings.warn(f"{p}: missing after an interrupted save; using the previous checkpoint {backups[-1]}",
-                          stacklevel=3)
+            if str(p) not in _FALLBACK_WARNED:
+                _FALLBACK_WARNED.add(str(p))
+                warnings.warn(f"{p}: missing after an interrupted save; using the previous checkpoint {backups[-1]}",
+                              CheckpointFallbackWarning, stacklevel=3)
             return backups[-1]
         raise SPGNetError(f"{p}: checkpoint not found")
     raise SPGNetError(f"{p}: not a complete spgnet checkpoint (no {META_FILE})")
@@ -356,20 +425,28 @@ def save_checkpoint(path: str | os.PathLike, *, models: Mapping[str, nn.Module |
         raise SPGNetError(f"{target}: exists and is not an spgnet checkpoint; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     _recover(target)
-    tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    tmp = _sibling_name(target, "tmp")
     old: Path | None = None
+    writing = tmp  # the file being written, for the disk-full message
     try:
+        tmp.mkdir()
         model_files = {n: f"model-{n}.safetensors" for n in models}
         ema_files = {n: f"ema-{n}.safetensors" for n in ema}
         for n, m in models.items():
-            _save_weights(tmp / model_files[n], _state_of(m), f"model {n!r}")
+            writing = tmp / model_files[n]
+            _save_weights(writing, _state_of(m), f"model {n!r}")
         for n, m in ema.items():
-            _save_weights(tmp / ema_files[n], _state_of(m), f"EMA model {n!r}")
-        torch.save(state, tmp / STATE_FILE)
-        _fsync_file(tmp / STATE_FILE)
-        atomic_write_text(tmp / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
-        atomic_write_text(tmp / META_FILE, json.dumps({  # last: marks the folder complete
+            writing = tmp / ema_files[n]
+            _save_weights(writing, _state_of(m), f"EMA model {n!r}")
+        writing = tmp / STATE_FILE
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _write_bytes(writing, buffer.getbuffer())
+        del buffer
+        writing = tmp / CONFIG_FILE
+        atomic_write_text(writing, json.dumps(config, indent=2) + "\n")
+        writing = tmp / META_FILE
+        atomic_write_text(writing, json.dumps({  # last: marks the folder complete
             "format": FORMAT, "version": FORMAT_VERSION, "step": int(step), "epoch": int(epoch),
             "models": model_files, "ema": ema_files,
             "optimizers": list(optimizers), "schedulers": list(schedulers), "scalers": list(scalers),
@@ -378,18 +455,34 @@ def save_checkpoint(path: str | os.PathLike, *, models: Mapping[str, nn.Module |
             "spgnet_version": spgnet.__version__, "torch_version": torch.__version__,
         }, indent=2) + "\n")
         _fsync_dir(tmp)
+        writing = target
         if target.exists():
-            old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+            old = _sibling_name(target, "old")
             os.replace(target, old)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         _recover(target)
+        if is_no_space(exc):
+            raise NoSpaceError(_no_space_message(writing, target), writing) from None
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def _no_space_message(writing: Path, target: Path) -> str:
+    """"no space left on device while writing <file>; the previous checkpoint <target> is intact"."""
+    if _is_complete(target):
+        try:
+            step = read_json(target / META_FILE, "checkpoint metadata").get("step")
+        except (SPGNetError, AttributeError):
+            step = None
+        kept = f"the previous checkpoint {target}{f' (step {step})' if step is not None else ''} is intact"
+    else:
+        kept = f"there is no previous checkpoint at {target}, nothing was saved there"
+    return f"no space left on device while writing {writing}; {kept}; free some space and resume"
 
 
 # --------------------------------------------------------------------------- load
@@ -418,9 +511,15 @@ def load_checkpoint(path: str | os.PathLike, models: Mapping[str, nn.Module],
                     scalers: Mapping[str, Any] | None = None,
                     restore_rng: bool = True, map_location: str | torch.device = "cpu",
                     strict: bool = True,
-                    ema: Mapping[str, nn.Module] | None = None) -> dict[str, Any]:
+                    ema: Mapping[str, nn.Module] | None = None,
+                    training_state: bool | None = None) -> dict[str, Any]:
     """Load a checkpoint into the given objects; return ``{"step", "epoch", "config",
     "extra", "path", "models", "ema"}``.
+
+    ``training_state``: whether ``training_state.pt`` is read. None (default): when
+    optimizers, schedulers, scalers or ``restore_rng`` need it, else when it is present
+    (for ``extra``); False: never (inference: the weights and the config alone; ``extra``
+    is then empty), which excludes asking for optimizers, schedulers, scalers or RNG states.
 
     ``models`` may be a subset of the stored models (inference loads only the
     generator); every name asked for must be stored. With ``strict`` (default) a
@@ -437,9 +536,16 @@ def load_checkpoint(path: str | os.PathLike, models: Mapping[str, nn.Module],
     _require("EMA model", ema, meta.get("ema", {}), where)
 
     state_path = where / meta.get("state_file", STATE_FILE)
-    state = torch_load_plain(state_path, "checkpoint training state")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise SPGNetError(f"{state_path}: not an spgnet training-state file")
+    state: dict[str, Any] = {"step": meta.get("step", 0), "epoch": meta.get("epoch", 0), "extra": {},
+                             "optimizers": {}, "schedulers": {}, "scalers": {}}
+    needed = bool(optimizers or schedulers or scalers or restore_rng)
+    if training_state is False and needed:
+        raise ValueError("load_checkpoint: training_state=False cannot restore optimizers, schedulers, scalers "
+                         "or RNG states")
+    if needed or (training_state is None and state_path.is_file()) or training_state:
+        state = torch_load_plain(state_path, "checkpoint training state")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise SPGNetError(f"{state_path}: not an spgnet training-state file")
     _require("optimizer", optimizers, state["optimizers"], where)
     _require("scheduler", schedulers, state["schedulers"], where)
     _require("grad scaler", scalers, state["scalers"], where)
@@ -486,7 +592,7 @@ def load_checkpoint(path: str | os.PathLike, models: Mapping[str, nn.Module],
 
 
 __all__ = [
-    "CONFIG_FILE", "FORMAT", "FORMAT_VERSION", "META_FILE", "STATE_FILE",
+    "CONFIG_FILE", "FORMAT", "FORMAT_VERSION", "META_FILE", "STATE_FILE", "CheckpointFallbackWarning",
     "get_rng_state", "load_checkpoint", "read_checkpoint_config", "read_checkpoint_info",
     "read_model_state", "resolve_checkpoint", "save_checkpoint", "set_rng_state", "unwrap_model",
 ]

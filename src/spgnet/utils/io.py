@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -19,26 +20,76 @@ from spgnet import SPGNetError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# errno values that mean the disk (or the user's quota) is full
+NO_SPACE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if e is not None)
+
+
+class NoSpaceError(SPGNetError):
+    """Writing ``path`` failed because the device (or the quota) is full. The CLI exits
+    with :attr:`exit_code` (74, ``EX_IOERR``) instead of the usual 2."""
+
+    exit_code = 74
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device is full (ENOSPC / EDQUOT, or a NoSpaceError)."""
+    return isinstance(exc, NoSpaceError) or (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS)
+
+
+def _umask() -> int:
+    """The process umask now (Linux: read from /proc, so a umask set after import counts,
+    without the thread-unsafe set-and-restore); elsewhere the umask at import."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _UMASK
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file in ``path``'s folder, fsync it and rename it
-    to ``path``, so a crash never leaves a half-written file under the final name."""
+    to ``path``, so a crash never leaves a half-written file under the final name. The
+    file gets the usual permissions (0666 less the umask). A full device raises
+    :class:`NoSpaceError` naming ``path`` (the temporary file is removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if is_no_space(exc) and not isinstance(exc, NoSpaceError):
+            raise NoSpaceError(f"no space left on device while writing {path}", path) from None
         raise
+
+
+def write_new_file(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to the new file ``path`` (it must not exist), fsync it. Permissions
+    0666 less the umask, like any file Python creates. OSError as raised (ENOSPC when the
+    device is full: the caller says what it was writing)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -114,7 +165,10 @@ def image_to_tensor(array: np.ndarray):
     """uint8 ``(H, W, 3)`` -> float ``(3, H, W)`` in [-1, 1]."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch warns about read-only arrays
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def tensor_to_image(t) -> np.ndarray:

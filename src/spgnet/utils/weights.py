@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,13 +130,31 @@ def find_weights(filename: str, explicit_path: str | os.PathLike | None = None,
         f"{how}, or copy it into {hub}{fetch}")
 
 
+# torch names the refused object "Unsupported global: GLOBAL builtins.open was not ..." (2.4-2.5)
+# or "Trying to load unsupported GLOBAL posix.system whose module posix is blocked." (2.6+)
+_REFUSED_GLOBAL = re.compile(r"unsupported global:?\s*(?:global\s+)?([A-Za-z_][\w.]*)", re.IGNORECASE)
+# torch's advice to turn the check off: never passed on to the user
+_UNSAFE_ADVICE = re.compile(r"weights_only|arbitrary code|trusted source|In PyTorch 2\.6", re.IGNORECASE)
+
+
+def refused_global(exc: BaseException) -> str | None:
+    """The dotted name of the global a ``weights_only`` load refused (``posix.system``), or None."""
+    m = _REFUSED_GLOBAL.search(str(exc))
+    return m.group(1).rstrip(".") if m else None
+
+
 def _short_reason(exc: BaseException) -> str:
-    """The informative line of torch's long weights_only error (e.g. 'Unsupported global: ...')."""
+    """The informative part of torch's long weights_only error, without its advice to
+    disable the check (sentences that mention ``weights_only`` are dropped)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
-        if "Unsupported global" in line or "WeightsUnpickler error" in line:
+        if _REFUSED_GLOBAL.search(line) or "weightsunpickler error" in line.lower():
             return line.split("Check the documentation")[0].strip()
-    return lines[0] if lines else type(exc).__name__
+    for line in lines:
+        kept = [part for part in re.split(r"(?<=[.!?])\s+", line) if part and not _UNSAFE_ADVICE.search(part)]
+        if kept:
+            return " ".join(kept).split("Check the documentation")[0].strip()
+    return type(exc).__name__
 
 
 def torch_load_plain(path: str | os.PathLike, what: str = "file") -> object:
@@ -150,10 +169,12 @@ def torch_load_plain(path: str | os.PathLike, what: str = "file") -> object:
     except FileNotFoundError:
         raise SPGNetError(f"{path}: {what} not found") from None
     except pickle.UnpicklingError as exc:
+        name = refused_global(exc)
+        found = (f"it holds the pickled Python object {name}" if name else
+                 f"it holds pickled Python objects ({_short_reason(exc)})")
         raise SPGNetError(
-            f"{path}: refusing to load this {what}: it contains pickled Python objects, not only "
-            f"tensors and plain containers, and unpickling them could run code "
-            f"({_short_reason(exc)})") from None
+            f"{path}: refusing to load this {what}: {found}, not only tensors and plain containers, "
+            "and unpickling it could run code; spgnet never unpickles such files") from None
     except Exception as exc:  # a truncated or foreign file: name it and say why
         raise SPGNetError(f"{path}: cannot read {what} ({type(exc).__name__}: {_short_reason(exc)})") from None
 
