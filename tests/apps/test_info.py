@@ -26,4 +26,4 @@ def test_bad_value_is_one_line(tmp_path, capsys):
     path.write_text("data:\n  pose: {kind: heatmaps}\n")
     assert main(["info", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "data.pose.kind" in err and "heatmap+distance, disk" in err
+    assert len(err.splitlines()) == 1 and "data.pose.kind" in err and "heatmap+distance, heatmap, disk" in err
