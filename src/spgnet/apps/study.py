@@ -279,27 +279,29 @@ def plots(study: Study, summary: dict, out: Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
-    curve_keys = ("ssim", "miou")
-    fig, axes = plt.subplots(1, len(curve_keys), figsize=(5 * len(curve_keys), 3.4), squeeze=False)
+    # training curves: the logged training losses (every log_every steps), mean over seeds
+    curve_keys = (("train", "l1", "training L1 (stage 2)"), ("train", "ce", "training CE (stage 1)"),
+                  ("val", "ssim", "validation SSIM"), ("val", "miou", "validation mIoU"))
+    fig, axes = plt.subplots(1, len(curve_keys), figsize=(4 * len(curve_keys), 3.2), squeeze=False)
     for variant in study.variants:
-        per_seed = []
+        logs = []
         for seed in study.seeds:
             log = out / "runs" / variant / f"seed{seed}" / "train" / "metrics.jsonl"
             if log.is_file():
-                records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-                per_seed.append({r["step"]: r for r in records if r.get("kind") == "val"})
-        steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
-        for ax, key in zip(axes[0], curve_keys):
-            ys = [np.mean([s[t][key] for s in per_seed if key in s[t]] or [np.nan]) for t in steps]
+                logs.append([json.loads(line) for line in log.read_text().splitlines() if line.strip()])
+        for ax, (kind, key, _) in zip(axes[0], curve_keys):
+            per_seed = [{r["step"]: r[key] for r in records if r.get("kind") == kind and key in r} for records in logs]
+            steps = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
             if steps:
-                ax.plot(steps, ys, marker=".", label=variant)
-    for ax, key in zip(axes[0], curve_keys):
+                ax.plot(steps, [np.mean([s[t] for s in per_seed]) for t in steps], marker="." if kind == "val" else None,
+                        label=variant)
+    for ax, (_, _, title) in zip(axes[0], curve_keys):
         ax.set_xlabel("step")
-        ax.set_title(f"validation {key} (mean over seeds)", fontsize=9)
+        ax.set_title(f"{title} (mean over seeds)", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
         else:
-            ax.text(0.5, 0.5, "no validation during training", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     path = out / "curves.png"
     fig.savefig(path, dpi=110)
