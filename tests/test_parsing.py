@@ -27,8 +27,39 @@ def test_one_hot_matches_per_pixel_reference():
 
 
 def test_one_hot_rejects_out_of_range():
-    with pytest.raises(ValueError, match="labels must lie"):
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 20\), got \[0, 20\]"):
         parsing.one_hot(np.array([[0, 20]]))
+    with pytest.raises(ValueError, match=r"got \[-1, 3\]"):
+        parsing.one_hot(torch.tensor([[-1, 3]]), check=True)
+
+
+def test_one_hot_of_a_tensor_reads_nothing_back_unless_debugging(monkeypatch):
+    """Range checks on a device tensor are host syncs: tensors are checked only with
+    SPGNET_DEBUG_CHECKS=1 (the loader checks every label map it reads). Unchecked, an
+    out-of-range label is still an error (scatter's own)."""
+    from torch.overrides import TorchFunctionMode
+
+    reads = []
+
+    class Reads(TorchFunctionMode):  # every way a tensor's values reach Python
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("tolist", "item", "numpy", "cpu", "__int__", "__bool__", "__float__"):
+                reads.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    labels = torch.tensor([[[0, 5], [19, 2]]])
+    monkeypatch.delenv(parsing.DEBUG_CHECKS_ENV, raising=False)
+    with Reads():
+        oh = parsing.one_hot(labels)
+    assert reads == [] and torch.equal(oh.argmax(1), labels)
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        parsing.one_hot(torch.tensor([[0, 20]]))
+    monkeypatch.setenv(parsing.DEBUG_CHECKS_ENV, "1")
+    with Reads():
+        parsing.one_hot(labels)
+    assert reads == ["tolist"]  # min and max, read together
+    with pytest.raises(ValueError, match="labels must lie"):
+        parsing.one_hot(torch.tensor([[0, 20]]))
 
 
 def test_coarse8_table_by_name():

@@ -7,6 +7,8 @@ Label maps are ``(H, W)`` / ``(B, H, W)`` integer arrays or tensors; one-hot map
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -50,16 +52,36 @@ CIHP_TO_COARSE8 = np.array(
 LEFT_RIGHT_PAIRS: tuple[tuple[int, int], ...] = ((14, 15), (16, 17), (18, 19))
 
 
-def one_hot(labels: torch.Tensor | np.ndarray, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """``(H, W)`` or ``(B, H, W)`` integer labels -> ``(B, C, H, W)`` float one-hot."""
+DEBUG_CHECKS_ENV = "SPGNET_DEBUG_CHECKS"
+
+
+def debug_checks() -> bool:
+    """Whether the checks that cost a host sync on tensors run (``SPGNET_DEBUG_CHECKS=1``)."""
+    return os.environ.get(DEBUG_CHECKS_ENV, "").strip() not in ("", "0")
+
+
+def one_hot(labels: torch.Tensor | np.ndarray, num_classes: int = NUM_CLASSES, *,
+            check: bool | None = None) -> torch.Tensor:
+    """``(H, W)`` or ``(B, H, W)`` integer labels -> ``(B, C, H, W)`` float one-hot.
+
+    ``check``: a ValueError unless every label lies in ``[0, num_classes)``. Reading the
+    range is a host sync on a device tensor, so by default (None) only NumPy labels are
+    checked, and tensors when :func:`debug_checks` is on: tensors come from the loader,
+    which checks every label map it reads (:meth:`spgnet.data.dataset.PairDataset.load_labels`),
+    or from an argmax. An out-of-range tensor label unchecked is still an error: an
+    index error of ``scatter_`` on the CPU, a device-side assert on CUDA."""
+    if check is None:
+        check = not isinstance(labels, torch.Tensor) or debug_checks()
     t = torch.as_tensor(labels)
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() != 3:
         raise ValueError(f"one_hot: expected (H, W) or (B, H, W) labels, got shape {tuple(t.shape)}")
     t = t.long()
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got [{int(t.min())}, {int(t.max())}]")
+    if check and t.numel():
+        low, high = torch.stack(torch.aminmax(t)).tolist()  # one host read
+        if low < 0 or high >= num_classes:
+            raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got [{low}, {high}]")
     out = torch.zeros(t.shape[0], num_classes, *t.shape[1:], dtype=torch.float32, device=t.device)
     return out.scatter_(1, t.unsqueeze(1), 1.0)
 

@@ -27,6 +27,22 @@ fp32 / bf16 matmul rate, and the data loader's samples/s at each setting's size.
 Modes: ``fp32`` (eager, NCHW), ``bf16-cl`` (autocast bf16 + channels_last),
 ``bf16-cl-compile`` (also ``torch.compile`` of G and D; ours only: the reference's
 per-class Python loops are not compilable in any useful sense).
+
+ACE routes (:data:`spgnet.models.sean.ROUTES`; ``--routes``, ours only): ``auto`` (the
+default choice per resolution and device) or a forced one. Every row names the route that
+ran: ``auto`` resolves per resolution (e.g. ``auto: shell+lookup``). Under
+``torch.compile`` ACE always takes the ``conv`` route: the look-up routes need the
+parsing's values on the host (is it a hard one-hot, how many pixels are near a class
+border: data-dependent sizes), which would break the graph at every ACE and recompile for
+every new border size. So a compiled row measures the conv route, and for every compile
+mode the run adds the eager row of the same precision and layout on the conv route (the
+same algorithm, compiled or not); the eager rows on ``auto`` are what training runs.
+
+Robustness: each case runs on its own — an error in one (or in one measure of it) is
+recorded in its row as one line and the other cases still run; the per-setting
+information (FLOPs, loader) likewise. ``on_update`` is called after every case with the
+report so far (the CLI rewrites its JSON and Markdown files then). ``compile_s`` holds
+the first (compiling) call of every measure in the compile modes.
 """
 
 from __future__ import annotations
@@ -53,10 +69,37 @@ from spgnet.utils.torch_utils import count_flops, count_parameters, frozen
 MODES = ("fp32", "bf16-cl", "bf16-cl-compile")
 IMPLS = ("ours", "reference")
 MEASURES = ("train", "fwdbwd", "infer")
+ROUTE_CHOICES = ("auto", "conv", "lookup", "shell")  # --routes: auto = the default choice
 DEFAULT_SETTINGS = ("deepfashion@256x176", "market@128x64")
+COMPILED_ROUTE = "conv"  # what ACE runs under torch.compile (spgnet.models.sean.SemanticCondition)
 
 
 # --------------------------------------------------------------------------- set-up
+
+
+def _tiny_preset():
+    """``tiny``: the Market structure at toy widths (3 scales, channels 8-16, ACE kernel 3,
+    D with 8 filters), for dry runs of the benchmark code (scripts/gpu_check.sh --tiny);
+    its numbers mean nothing."""
+    import dataclasses
+
+    from spgnet.models.config import model_preset
+
+    cfg = model_preset("market")
+    generator = dataclasses.replace(cfg.generator, nf=8, max_nf=16, num_scales=3, num_warp_scales=2,
+                                    num_res_blocks=1, style_dim=8, style_nf=4, spade_hidden=8, ace_kernel=3)
+    return dataclasses.replace(cfg, generator=generator,
+                               discriminator=dataclasses.replace(cfg.discriminator, ndf=8))
+
+
+BENCH_PRESETS = {"tiny": _tiny_preset}  # presets of the benchmark only, besides the model presets
+
+
+def bench_preset(name: str):
+    """The :class:`~spgnet.models.config.ModelConfig` of a setting's preset."""
+    from spgnet.models.config import model_preset
+
+    return BENCH_PRESETS[name]() if name in BENCH_PRESETS else model_preset(name)
 
 
 def parse_setting(text: str) -> tuple[str, tuple[int, int]]:
@@ -65,9 +108,19 @@ def parse_setting(text: str) -> tuple[str, tuple[int, int]]:
     from spgnet.models.config import MODEL_PRESETS
 
     preset, sep, size = text.partition("@")
-    if not sep or preset not in MODEL_PRESETS:
-        raise SPGNetError(f"setting {text!r}: expected PRESET@HxW with PRESET one of {', '.join(MODEL_PRESETS)}")
+    presets = (*MODEL_PRESETS, *BENCH_PRESETS)
+    if not sep or preset not in presets:
+        raise SPGNetError(f"setting {text!r}: expected PRESET@HxW with PRESET one of {', '.join(presets)}")
     return preset, parse_size(size, f"setting {text!r}")
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (what a failed case records)."""
+    lines = str(exc).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else ""
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def load_reference(path: str | os.PathLike | None = None):
@@ -254,12 +307,18 @@ class CaseResult:
     infer_images_per_s: float | None = None
     peak_mb: float | None = None
     saved_mb: float | None = None  # tensors autograd keeps for G's backward (activations), batch as given
-    compile_s: float | None = None  # first (compiling) call, compile mode only
+    compile_s: dict[str, float] = field(default_factory=dict)  # measure -> first (compiling) call, compile modes
+    route: str = ""  # the ACE route that ran (ours), "reference" for the reference
+    requested_route: str = "auto"  # ours: --routes entry of this row
+    error: str = ""  # "measure: Type: message" of what failed (one line each, "; "-joined)
     note: str = ""
 
     @property
     def train_samples_per_s(self) -> float | None:
         return self.batch / self.train_s if self.train_s else None
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        self.error = "; ".join(filter(None, (self.error, f"{what}: {one_line(exc)}")))
 
 
 def _autocast(device: torch.device, mode: str):
@@ -270,11 +329,14 @@ def _autocast(device: torch.device, mode: str):
 
 def make_train_step(generator: nn.Module, discriminator: nn.Module, x: dict[str, torch.Tensor],
                     device: torch.device, mode: str, g_call=None, d_call=None):
-    """A closure running one stage-2 training step (see the module docstring)."""
+    """A closure running one stage-2 training step (see the module docstring). ``g_call`` /
+    ``d_call``: what to call instead of the modules (their compiled wrappers)."""
     from spgnet.training.losses import GANLoss, l1
 
-    g_call = g_call or generator
-    d_call = d_call or discriminator
+    if g_call is None:  # not `or`: a compiled module's truth value asks for its len()
+        g_call = generator
+    if d_call is None:
+        d_call = discriminator
     opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-5, betas=(0.5, 0.999))
     gan = GANLoss("vanilla")
@@ -305,55 +367,138 @@ def _to_device(x: dict[str, torch.Tensor], device: torch.device, channels_last: 
     return {k: v.to(device).contiguous(memory_format=fmt) for k, v in x.items()}
 
 
-def run_case(setting: str, batch: int, mode: str, impl: str, *, state: dict, device: torch.device,
-             measures: tuple[str, ...], warmup: int, steps: int, reference_cls) -> CaseResult:
-    """Build the case's networks (same weights ``state`` for both implementations) and measure."""
-    from spgnet.training.losses import l1
-    from spgnet.models.config import model_preset
-    from spgnet.models.discriminator import NLayerDiscriminator
-    from spgnet.models.generator import SPGNetGenerator
+def routes_used(generator: nn.Module, args: tuple[torch.Tensor, ...], device: torch.device, mode: str) -> str:
+    """The ACE route of every resolution in one forward of ``generator`` (eager, eval mode,
+    no gradient: the same choice as in training, which depends on the parsing and the
+    device only): ``"shell"``, ``"lookup"``, ``"conv"`` or ``"shell+lookup"`` (by first use)."""
+    from spgnet.models.sean import ACE
 
-    preset, size = parse_setting(setting)
-    result = CaseResult(setting, batch, mode, impl)
+    seen: list[str] = []
+    aces = [m for m in generator.modules() if isinstance(m, ACE)]
+
+    def wrap(ace):
+        method = ace.modulation
+
+        def modulation(cond, size, dtype):
+            out = method(cond, size, dtype)
+            layout = cond.layout(size, ace.semantic.shared[0].kernel_size[0]) if ace.factorized else None
+            route = "conv" if layout is None else ("shell" if cond.use_shell(layout) else "lookup")
+            if route not in seen:
+                seen.append(route)
+            return out
+
+        return modulation
+
+    for ace in aces:
+        ace.modulation = wrap(ace)
+    was = generator.training
+    try:
+        with torch.no_grad(), _autocast(device, mode):
+            generator.eval()(*args)
+    finally:
+        generator.train(was)
+        for ace in aces:
+            del ace.modulation  # the class's method again
+    return "+".join(seen) if seen else "none (no ACE)"
+
+
+def _measure(result: CaseResult, what: str, fn, device: torch.device):
+    """Run one measurement; an error is recorded in ``result`` (one line) instead of raised."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 — every failure is reported in the table
+        result.fail(what, exc)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+def run_case(setting: str, batch: int, mode: str, impl: str, *, state: dict, device: torch.device,
+             measures: tuple[str, ...], warmup: int, steps: int, reference_cls, route: str = "auto",
+             compile_backend: str = "inductor") -> CaseResult:
+    """Build the case's networks (same weights ``state`` for both implementations) and measure.
+    Never raises for a failure of the case itself: it is in the result's ``error``."""
+    result = CaseResult(setting, batch, mode, impl, requested_route=route if impl == "ours" else "")
+    if impl == "reference":
+        result.route = "reference"
     if impl == "reference" and reference_cls is None:
         result.note = "reference not requested"
         return result
     if impl == "reference" and mode.endswith("compile"):
         result.note = "n/a: the reference's per-class Python loops"
         return result
-    cfg = model_preset(preset)
+    try:
+        return _run_case(result, state=state, device=device, measures=measures, warmup=warmup, steps=steps,
+                         reference_cls=reference_cls, compile_backend=compile_backend)
+    except Exception as exc:  # noqa: BLE001 — the set-up failed: the row says why
+        result.fail("setup", exc)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return result
+
+
+def _run_case(result: CaseResult, *, state: dict, device: torch.device, measures: tuple[str, ...], warmup: int,
+              steps: int, reference_cls, compile_backend: str) -> CaseResult:
+    from spgnet.training.losses import l1
+    from spgnet.models.discriminator import NLayerDiscriminator
+    from spgnet.models.generator import SPGNetGenerator
+
+    setting, batch, mode, impl = result.setting, result.batch, result.mode, result.impl
+    preset, size = parse_setting(setting)
+    compiled = mode.endswith("compile")
+    cfg = bench_preset(preset)
     gen_cfg = cfg.generator
     generator = (SPGNetGenerator(gen_cfg) if impl == "ours" else reference_cls(gen_cfg))
     generator.load_state_dict(state["generator"])
-    disc = NLayerDiscriminator(in_channels=6 + gen_cfg.pose_channels)
+    if impl == "ours":
+        generator.ace_route = None if result.requested_route == "auto" else result.requested_route
+    disc = NLayerDiscriminator(cfg.discriminator, in_channels=6 + gen_cfg.pose_channels)
     disc.load_state_dict(state["discriminator"])
     channels_last = mode != "fp32"
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     generator.to(device, memory_format=fmt).train()
     disc.to(device, memory_format=fmt).train()
     x = _to_device(state["inputs"][(size, batch)], device, channels_last)
+    args = generator_args(x)
     g_call, d_call = generator, disc
-    if mode.endswith("compile"):
-        g_call, d_call = torch.compile(generator), torch.compile(disc)
+    if impl == "ours":
+        if compiled:
+            result.route = f"{COMPILED_ROUTE} (compiled)"
+        else:
+            ran = _measure(result, "route", lambda: routes_used(generator, args, device, mode), device)
+            if ran is not None:
+                result.route = f"{result.requested_route}: {ran}" if result.requested_route == "auto" else ran
+    if compiled:
+        torch._dynamo.reset()  # every case compiles afresh (no recompile limit reached across cases)
+        g_call = torch.compile(generator, backend=compile_backend)
+        d_call = torch.compile(disc, backend=compile_backend)
+
+    def timed(name: str, fn) -> float | None:
+        """The median of ``steps`` calls; in compile modes the first (compiling) call is timed apart."""
+        def run() -> float:
+            if compiled:
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                result.compile_s[name] = time.perf_counter() - t0
+            return statistics.median(time_calls(fn, warmup, steps, device))
+        return _measure(result, name, run, device)
 
     _reset_peak(device)
     if "train" in measures:
-        if not mode.endswith("compile"):  # compiled graphs save what they choose, out of the hooks' sight
+        if not compiled:  # compiled graphs save what they choose, out of the hooks' sight
 
             def g_forward() -> None:
                 with _autocast(device, mode):
-                    l1(generator(*generator_args(x)).float(), x["tgt_image"].float())
+                    l1(generator(*args).float(), x["tgt_image"].float())
 
-            result.saved_mb = autograd_saved_mb(g_forward, exclude=tuple(generator.parameters()))
-        step = make_train_step(generator, disc, x, device, mode, g_call, d_call)
-        if mode.endswith("compile"):
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            result.compile_s = time.perf_counter() - t0
-        result.train_s = statistics.median(time_calls(step, warmup, steps, device))
+            result.saved_mb = _measure(
+                result, "saved", lambda: autograd_saved_mb(g_forward, exclude=tuple(generator.parameters())), device)
+        step = _measure(result, "train", lambda: make_train_step(generator, disc, x, device, mode, g_call, d_call),
+                        device)
+        if step is not None:
+            result.train_s = timed("train", step)
     if "fwdbwd" in measures:
-        args = generator_args(x)
 
         def fwdbwd() -> None:
             generator.zero_grad(set_to_none=True)
@@ -361,16 +506,16 @@ def run_case(setting: str, batch: int, mode: str, impl: str, *, state: dict, dev
                 loss = l1(g_call(*args).float(), x["tgt_image"].float())
             loss.backward()
 
-        result.fwdbwd_s = statistics.median(time_calls(fwdbwd, warmup, steps, device))
+        result.fwdbwd_s = timed("fwdbwd", fwdbwd)
     if "infer" in measures:
         generator.eval()
-        args = generator_args(x)
 
         def infer() -> None:
             with torch.no_grad(), _autocast(device, mode):
                 g_call(*args)
 
-        result.infer_images_per_s = batch / statistics.median(time_calls(infer, warmup, steps, device))
+        seconds = timed("infer", infer)
+        result.infer_images_per_s = batch / seconds if seconds else None
         generator.train()
     result.peak_mb = _peak_mb(device)
     return result
@@ -389,11 +534,16 @@ class BenchReport:
     models: dict[str, dict] = field(default_factory=dict)  # setting -> params / GFLOP
     loader: dict[str, float] = field(default_factory=dict)  # "setting|batch" -> samples/s
     cases: list[CaseResult] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # what failed outside the cases (matmul, loader)
     command: str = ""
 
     def achieved_tflops(self, case: CaseResult) -> float | None:
-        """Model TFLOP/s of a case's training step (counted FLOPs per sample × batch / time)."""
-        flops = self.models.get(case.setting, {}).get(f"train_gflop_{case.impl}")
+        """Model TFLOP/s of a case's training step (counted FLOPs per sample × batch / time;
+        ours on a forced or compiled route counts that route's FLOPs)."""
+        key = f"train_gflop_{case.impl}"
+        if case.impl == "ours" and case.requested_route not in ("", "auto"):
+            key += f"_{case.requested_route}"
+        flops = self.models.get(case.setting, {}).get(key)
         return flops * case.batch / case.train_s / 1e3 if flops and case.train_s else None
 
     def to_json(self) -> str:
@@ -416,12 +566,37 @@ def _describe(device: torch.device) -> str:
     return f"CPU: {cpu}, {os.cpu_count()} logical cores"
 
 
+def plan_cases(modes, impls, routes) -> list[tuple[str, str, str]]:
+    """``(mode, impl, route)`` of every case of one (setting, batch), in table order: per
+    mode ours on each route then the reference; a compile mode runs ours on the conv route
+    only (:data:`COMPILED_ROUTE`), and its eager twin (the same mode without compile, conv
+    route) is added right before it when not already planned."""
+    cases: list[tuple[str, str, str]] = []
+    for mode in modes:
+        compiled = mode.endswith("compile")
+        if compiled and "ours" in impls:
+            twin = (mode[: -len("-compile")], "ours", COMPILED_ROUTE)
+            if twin not in cases:
+                cases.append(twin)
+        for impl in impls:
+            if impl == "ours":
+                for route in ((COMPILED_ROUTE,) if compiled else routes):
+                    if (mode, impl, route) not in cases:
+                        cases.append((mode, impl, route))
+            else:
+                cases.append((mode, impl, ""))
+    return cases
+
+
 def run_bench(settings=DEFAULT_SETTINGS, batches=(4, 32), modes=("fp32", "bf16-cl"), impls=IMPLS,
               measures=MEASURES, device: str = "auto", warmup: int = 1, steps: int = 3, flops: bool = True,
               loader_workers: int = 2, loader_samples: int = 64, reference: str | None = None,
-              seed: int = 0, matmul_seconds: float = 1.0, log=print) -> BenchReport:
-    """Measure every (setting, batch, mode, impl) case; see the module docstring."""
-    from spgnet.models.config import model_preset
+              seed: int = 0, matmul_seconds: float = 1.0, routes=("auto",), compile_backend: str = "inductor",
+              on_update=None, deadline: float | None = None, log=print) -> BenchReport:
+    """Measure every (setting, batch, mode, impl, route) case; see the module docstring.
+    ``on_update(report)`` runs after each case (and after each setting's information).
+    ``deadline`` (a ``time.monotonic()`` value): cases not started by then are listed as
+    not run (a time budget: scripts/gpu_check.sh)."""
     from spgnet.models.discriminator import NLayerDiscriminator
     from spgnet.models.generator import SPGNetGenerator
 
@@ -434,10 +609,14 @@ def run_bench(settings=DEFAULT_SETTINGS, batches=(4, 32), modes=("fp32", "bf16-c
     for m in measures:
         if m not in MEASURES:
             raise SPGNetError(f"measure {m!r}: choose from {', '.join(MEASURES)}")
+    for route in routes:
+        if route not in ROUTE_CHOICES:
+            raise SPGNetError(f"--routes {route!r}: choose from {', '.join(ROUTE_CHOICES)}")
     for setting in settings:
         parse_setting(setting)
     dev = resolve_device(device, what="--device")
     reference_cls = load_reference(reference) if "reference" in impls else None
+    update = on_update or (lambda report: None)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report = BenchReport(_describe(dev), torch.__version__, torch.get_num_threads(), None)
     log(f"device: {report.device}; torch {report.torch_version}; {report.threads} threads")
@@ -445,69 +624,110 @@ def run_bench(settings=DEFAULT_SETTINGS, batches=(4, 32), modes=("fp32", "bf16-c
         log(f"warning: load average {load:.2f} on {os.cpu_count()} cores: other processes compete for the CPU, "
             "timings will be slow and noisy (OpenMP threads wait for each other); consider --threads 1")
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        report.matmul_tflops[name] = matmul_tflops(dev, dtype, seconds=matmul_seconds)
-        log(f"matmul {name}: {report.matmul_tflops[name]:.2f} TFLOP/s")
+        try:
+            report.matmul_tflops[name] = matmul_tflops(dev, dtype, seconds=matmul_seconds)
+            log(f"matmul {name}: {report.matmul_tflops[name]:.2f} TFLOP/s")
+        except Exception as exc:  # noqa: BLE001
+            report.errors[f"matmul {name}"] = one_line(exc)
+            log(f"matmul {name}: failed: {one_line(exc)}")
+    update(report)
 
     for setting in settings:
         preset, size = parse_setting(setting)
-        cfg = model_preset(preset)
+        cfg = bench_preset(preset)
         torch.manual_seed(seed)
         generator = SPGNetGenerator(cfg.generator)
-        disc = NLayerDiscriminator(in_channels=6 + cfg.generator.pose_channels)
+        disc = NLayerDiscriminator(cfg.discriminator, in_channels=6 + cfg.generator.pose_channels)
         state = {"generator": {k: v.clone() for k, v in generator.state_dict().items()},
                  "discriminator": {k: v.clone() for k, v in disc.state_dict().items()},
                  "inputs": {(size, b): synthetic_inputs(b, size, cfg.generator.pose_channels, seed) for b in batches}}
         info = {"params_g": count_parameters(generator), "params_d": count_parameters(disc)}
-        if flops:
-            # one image, eval mode (running statistics: both see the same normalisation),
-            # same noise: the FLOPs of each, and how far apart their outputs are
-            one = synthetic_inputs(1, size, cfg.generator.pose_channels, seed)
-            outputs = {}
-
-            def forward(net, key):
-                torch.manual_seed(seed)
-                outputs[key] = net.eval()(*generator_args(one))
-
-            with torch.no_grad():
-                info["gflop_ours"] = count_gflops(lambda: forward(generator, "ours"))
-                info["gflop_discriminator"] = count_gflops(
-                    lambda: disc(one["src_image"], one["tgt_image"], one["tgt_pose"]))
-                if reference_cls is not None:
-                    ref = reference_cls(cfg.generator)
-                    ref.load_state_dict(state["generator"])
-                    info["gflop_reference"] = count_gflops(lambda: forward(ref, "reference"))
-                    a, b = outputs["ours"], outputs["reference"]
-                    info["max_rel_err"] = float((a - b).abs().max() / b.abs().max())
-            # one training step per sample (G and D forward + backward; optimizer FLOPs are
-            # not counted): the numerator of the achieved TFLOP/s of each case
-            for impl in impls:
-                net = generator if impl == "ours" else (ref if reference_cls is not None else None)
-                if net is not None:
-                    step = make_train_step(net.train(), disc, one, torch.device("cpu"), "fp32")
-                    info[f"train_gflop_{impl}"] = count_gflops(step)
-            if reference_cls is not None:
-                del ref
         report.models[setting] = info
+        if flops:
+            forced = sorted({route for _, impl, route in plan_cases(modes, impls, routes)
+                             if impl == "ours" and route != "auto"})
+            try:
+                info.update(_model_info(cfg, size, seed, generator, disc, state, reference_cls, impls, forced,
+                                        auto_route=None if dev.type == "cpu" else "lookup"))
+            except Exception as exc:  # noqa: BLE001 — the cases still run
+                info["error"] = one_line(exc)
         log(f"{setting}: {json.dumps(info)}")
-        del generator, disc
+        generator = disc = None  # free them before the cases
         if loader_workers >= 0 and loader_samples > 0:
             kind = "heatmap+distance" if cfg.generator.pose_channels == 30 else "disk"
             for b in batches:
-                rate = loader_samples_per_s(size, b, loader_workers, max(loader_samples, 2 * b), pose_kind=kind)
+                try:
+                    rate = loader_samples_per_s(size, b, loader_workers, max(loader_samples, 2 * b), pose_kind=kind)
+                except Exception as exc:  # noqa: BLE001
+                    report.errors[f"loader {setting}|{b}"] = one_line(exc)
+                    log(f"{setting} loader batch {b}: failed: {one_line(exc)}")
+                    continue
                 report.loader[f"{setting}|{b}"] = rate
                 log(f"{setting} loader batch {b}: {rate:.1f} samples/s ({loader_workers} workers)")
+        update(report)
         for batch in batches:
-            for mode in modes:
-                for impl in impls:
+            for mode, impl, route in plan_cases(modes, impls, routes):
+                if deadline is not None and time.monotonic() > deadline:
+                    case = CaseResult(setting, batch, mode, impl, requested_route=route,
+                                      note="not run: the time budget was spent")
+                else:
                     case = run_case(setting, batch, mode, impl, state=state, device=dev, measures=tuple(measures),
-                                    warmup=warmup, steps=steps, reference_cls=reference_cls)
-                    report.cases.append(case)
-                    log(f"{setting} batch {batch} {mode} {impl}: train {_fmt(case.train_s, 's')}, "
-                        f"fwd+bwd {_fmt(case.fwdbwd_s, 's')}, infer {_fmt(case.infer_images_per_s, 'img/s')}, "
-                        f"peak {_fmt(case.peak_mb, 'MB', 0)} {case.note}")
+                                    warmup=warmup, steps=steps, reference_cls=reference_cls, route=route or "auto",
+                                    compile_backend=compile_backend)
+                report.cases.append(case)
+                compile_note = "".join(f", compile {k} {v:.1f} s" for k, v in case.compile_s.items())
+                log(f"{setting} batch {batch} {mode} {impl} [{case.route}]: train {_fmt(case.train_s, 's')}, "
+                    f"fwd+bwd {_fmt(case.fwdbwd_s, 's')}, infer {_fmt(case.infer_images_per_s, 'img/s')}, "
+                    f"peak {_fmt(case.peak_mb, 'MB', 0)}{compile_note}"
+                    + (f"; FAILED {case.error}" if case.error else "") + (f" {case.note}" if case.note else ""))
+                update(report)
     end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report.load_average = (load, end) if load is not None else None
+    update(report)
     return report
+
+
+def _model_info(cfg, size, seed, generator, disc, state, reference_cls, impls, forced_routes=(),
+                auto_route: str | None = None) -> dict:
+    """GFLOP of each network and the outputs' agreement (see the module docstring), counted on
+    the CPU. ``auto_route``: the route the benchmark's device takes by default (the CPU
+    chooses per resolution; a GPU takes ``lookup``); ``forced_routes``: routes of ours whose
+    training-step FLOPs are counted too (``train_gflop_ours_<route>``)."""
+    info: dict = {}
+    generator.ace_route = auto_route
+    # one image, eval mode (running statistics: both see the same normalisation),
+    # same noise: the FLOPs of each, and how far apart their outputs are
+    one = synthetic_inputs(1, size, cfg.generator.pose_channels, seed)
+    outputs = {}
+
+    def forward(net, key):
+        torch.manual_seed(seed)
+        outputs[key] = net.eval()(*generator_args(one))
+
+    ref = None
+    with torch.no_grad():
+        info["gflop_ours"] = count_gflops(lambda: forward(generator, "ours"))
+        info["gflop_discriminator"] = count_gflops(lambda: disc(one["src_image"], one["tgt_image"], one["tgt_pose"]))
+        if reference_cls is not None:
+            ref = reference_cls(cfg.generator)
+            ref.load_state_dict(state["generator"])
+            info["gflop_reference"] = count_gflops(lambda: forward(ref, "reference"))
+            a, b = outputs["ours"], outputs["reference"]
+            info["max_rel_err"] = float((a - b).abs().max() / b.abs().max())
+    # one training step per sample (G and D forward + backward; optimizer FLOPs are
+    # not counted): the numerator of the achieved TFLOP/s of each case
+    for impl in impls:
+        net = generator if impl == "ours" else ref
+        if net is not None:
+            step = make_train_step(net.train(), disc, one, torch.device("cpu"), "fp32")
+            info[f"train_gflop_{impl}"] = count_gflops(step)
+    if "ours" in impls:
+        for route in forced_routes:
+            generator.ace_route = route
+            step = make_train_step(generator.train(), disc, one, torch.device("cpu"), "fp32")
+            info[f"train_gflop_ours_{route}"] = count_gflops(step)
+    generator.ace_route = None
+    return info
 
 
 # --------------------------------------------------------------------------- what each step bought
@@ -531,12 +751,11 @@ def route_ablation(setting: str, batch: int, *, device: str = "auto", warmup: in
     import dataclasses
 
     from spgnet.training.losses import l1
-    from spgnet.models.config import model_preset
     from spgnet.models.generator import SPGNetGenerator
 
     preset, size = parse_setting(setting)
     dev = resolve_device(device, what="--device")
-    cfg = model_preset(preset).generator
+    cfg = bench_preset(preset).generator
     torch.manual_seed(seed)
     state = SPGNetGenerator(cfg).state_dict()
     x = _to_device(synthetic_inputs(batch, size, cfg.pose_channels, seed), dev, False)
@@ -563,7 +782,7 @@ def route_ablation(setting: str, batch: int, *, device: str = "auto", warmup: in
         seconds = statistics.median(time_calls(fwdbwd, warmup, steps, dev))
         rows.append({"step": name, "what": description, "gflop": gflop, "fwdbwd_s": seconds})
         log(f"{setting} batch {batch} {name}: {gflop:.1f} GFLOP/forward/image, forward+backward {seconds:.2f} s")
-        del net
+        net = None  # free it before the next step's network (not `del`: the closures above name it)
     return rows
 
 
@@ -592,12 +811,20 @@ def _ratio(ours, ref, higher_is_better: bool) -> str:
     return f"{(ours / ref if higher_is_better else ref / ours):.2f}×"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def format_markdown(report: BenchReport) -> str:
-    """Markdown tables: models (params, GFLOP) and per-case timings with the ratio ours/reference."""
+    """Markdown tables: models (params, GFLOP) and per-case timings with the ratio ours/reference;
+    every row names its ACE route, the compile time of each measure and, for a case that
+    failed, what failed (one line)."""
     lines = [f"Device: {report.device}; torch {report.torch_version}, {report.threads} threads. "
-             f"Measured matmul rate: " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in report.matmul_tflops.items())
+             f"Measured matmul rate: " + (", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in report.matmul_tflops.items())
+                                          or "—")
              + "." + (f" 1-min load average {report.load_average[0]:.2f} at start, {report.load_average[1]:.2f} "
-                      "at end." if report.load_average else ""), ""]
+                      "at end." if report.load_average else "")
+             + (f" Command: `{report.command}`." if report.command else ""), ""]
     lines += ["| setting | G params | D params | G GFLOP/forward/image: ours | reference | ratio | D GFLOP "
               "| max rel. error ours vs reference (fp32, eval) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -606,32 +833,42 @@ def format_markdown(report: BenchReport) -> str:
         lines.append(f"| {setting} | {info['params_g']:,} | {info['params_d']:,} | "
                      f"{_fmt(info.get('gflop_ours'), '', 1)} | {_fmt(info.get('gflop_reference'), '', 1)} | "
                      f"{_ratio(info.get('gflop_ours'), info.get('gflop_reference'), False)} | "
-                     f"{_fmt(info.get('gflop_discriminator'), '', 1)} | {'—' if err is None else f'{err:.1e}'} |")
-    lines += ["", "| setting | batch | mode | impl | train step (s) | train samples/s | loader samples/s "
+                     f"{_fmt(info.get('gflop_discriminator'), '', 1)} | {'—' if err is None else f'{err:.1e}'} |"
+                     + (f" FLOP count failed: {_cell(info['error'])}" if info.get("error") else ""))
+    lines += ["", "| setting | batch | mode | impl | ACE route | train step (s) | train samples/s | loader samples/s "
               "| train TFLOP/s (% of matmul) | G fwd+bwd (s) | inference images/s | peak memory (MB) "
-              "| G activations saved (MB) |",
-              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    by_key = {(c.setting, c.batch, c.mode, c.impl): c for c in report.cases}
+              "| G activations saved (MB) | compile (s) | error / note |",
+              "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    ours_rows = {}
+    for c in report.cases:  # the ratio compares the reference with ours on the default route
+        key = (c.setting, c.batch, c.mode)
+        if c.impl == "ours" and not c.error and (key not in ours_rows or c.requested_route == "auto"):
+            ours_rows[key] = c
     for c in report.cases:
         loader = report.loader.get(f"{c.setting}|{c.batch}")
         tflops = report.achieved_tflops(c)
         rate = report.matmul_tflops.get("fp32" if c.mode == "fp32" else "bf16")
         util = f"{tflops:.3f} ({100 * tflops / rate:.0f} %)" if tflops and rate else "—"
-        lines.append(f"| {c.setting} | {c.batch} | {c.mode} | {c.impl} | {_fmt(c.train_s)} | "
+        compile_s = ", ".join(f"{k} {v:.1f}" for k, v in c.compile_s.items()) or "—"
+        remark = "; ".join(filter(None, (f"**failed** {c.error}" if c.error else "", c.note))) or ""
+        lines.append(f"| {c.setting} | {c.batch} | {c.mode} | {c.impl} | {_cell(c.route or '—')} | {_fmt(c.train_s)} | "
                      f"{_fmt(c.train_samples_per_s)} | {_fmt(loader, '', 1)} | {util} | {_fmt(c.fwdbwd_s)} | "
-                     f"{_fmt(c.infer_images_per_s)} | {_fmt(c.peak_mb, '', 0)} | {_fmt(c.saved_mb, '', 0)} |"
-                     + (f" {c.note}" if c.note else ""))
-        ours = by_key.get((c.setting, c.batch, c.mode, "ours"))
-        if c.impl == "reference" and ours is not None and not c.note:
+                     f"{_fmt(c.infer_images_per_s)} | {_fmt(c.peak_mb, '', 0)} | {_fmt(c.saved_mb, '', 0)} | "
+                     f"{compile_s} | {_cell(remark)} |")
+        ours = ours_rows.get((c.setting, c.batch, c.mode))
+        if c.impl == "reference" and ours is not None and not c.note and not c.error:
             ref, c = c, ours
-            lines.append(f"| | | | **ours vs reference** | **{_ratio(c.train_s, ref.train_s, False)}** | | | | "
-                         f"**{_ratio(c.fwdbwd_s, ref.fwdbwd_s, False)}** | "
+            lines.append(f"| | | | **ours vs reference** | {_cell(c.route)} | **{_ratio(c.train_s, ref.train_s, False)}** "
+                         f"| | | | **{_ratio(c.fwdbwd_s, ref.fwdbwd_s, False)}** | "
                          f"**{_ratio(c.infer_images_per_s, ref.infer_images_per_s, True)}** | "
-                         f"{_ratio(c.peak_mb, ref.peak_mb, False)} | {_ratio(c.saved_mb, ref.saved_mb, False)} |")
+                         f"{_ratio(c.peak_mb, ref.peak_mb, False)} | {_ratio(c.saved_mb, ref.saved_mb, False)} | | |")
+    if report.errors:
+        lines += ["", "Failed outside the cases: " + "; ".join(f"{k}: {_cell(v)}" for k, v in report.errors.items())]
     return "\n".join(lines)
 
 
-__all__ = ["MODES", "IMPLS", "MEASURES", "DEFAULT_SETTINGS", "CaseResult", "BenchReport", "run_bench", "run_case",
+__all__ = ["MODES", "IMPLS", "MEASURES", "ROUTE_CHOICES", "DEFAULT_SETTINGS", "COMPILED_ROUTE", "BENCH_PRESETS",
+           "CaseResult", "BenchReport", "run_bench", "run_case", "plan_cases", "routes_used", "bench_preset", "one_line",
            "ABLATION_STEPS", "route_ablation", "format_ablation",
            "format_markdown", "synthetic_inputs", "load_reference", "count_gflops", "matmul_tflops",
            "loader_samples_per_s", "make_train_step", "time_calls", "parse_setting", "autograd_saved_mb"]

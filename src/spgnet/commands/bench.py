@@ -13,7 +13,7 @@ def _csv(text: str) -> list[str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from spgnet.apps.bench import DEFAULT_SETTINGS, IMPLS, MEASURES, MODES
+    from spgnet.apps.bench import DEFAULT_SETTINGS, IMPLS, MEASURES, MODES, ROUTE_CHOICES
 
     p.add_argument("--settings", default=",".join(DEFAULT_SETTINGS), metavar="PRESET@HxW,...",
                    help=f"model presets and sizes (default {','.join(DEFAULT_SETTINGS)})")
@@ -24,6 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="implementations: ours, reference (default both)")
     p.add_argument("--measure", default=",".join(MEASURES), metavar="M,...",
                    help="train (G+D step), fwdbwd (G forward+backward), infer (default all)")
+    p.add_argument("--routes", default="auto", metavar="ROUTE,...",
+                   help=f"ACE routes of ours from {', '.join(ROUTE_CHOICES)} (default auto: the default choice; "
+                        "compiled rows always run conv, and get an eager conv row beside them)")
+    p.add_argument("--compile-backend", default="inductor", metavar="NAME",
+                   help="torch.compile backend of the compile modes (default inductor; 'eager' only traces: "
+                        "a quick dry run of the compile path)")
+    p.add_argument("--matmul-seconds", type=float, default=1.0,
+                   help="seconds spent measuring each matmul rate (default 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per measurement (default 1)")
     p.add_argument("--steps", type=int, default=3, help="timed calls per measurement; the median is reported (default 3)")
@@ -36,8 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablation", action="store_true",
                    help="instead: what each restructuring bought (GFLOP and G forward+backward time per step, "
                         "fp32) for each setting and batch")
-    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
-    p.add_argument("--markdown", default=None, metavar="PATH", help="also write the tables as Markdown")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the results as JSON (rewritten after every case)")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write the tables as Markdown (rewritten after every case)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,21 +67,34 @@ def run(args: argparse.Namespace) -> int:
         raise SPGNetError("--warmup must be >= 0 and --steps >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.matmul_seconds <= 0:
+        raise SPGNetError("--matmul-seconds must be > 0")
     if args.ablation:
         return _ablation(args, batches)
+    command = "spgnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    def write(report) -> None:
+        """The files as they stand: rewritten whole (atomically) after every case."""
+        report.command = command
+        if args.markdown:
+            atomic_write_text(args.markdown, format_markdown(report) + "\n")
+        if args.json:
+            atomic_write_text(args.json, report.to_json() + "\n")
+
     report = run_bench(settings=tuple(_csv(args.settings)), batches=batches, modes=tuple(_csv(args.modes)),
                        impls=tuple(_csv(args.impl)), measures=tuple(_csv(args.measure)), device=args.device,
                        warmup=args.warmup, steps=args.steps, flops=not args.no_flops,
                        loader_workers=args.loader_workers, loader_samples=args.loader_samples,
-                       reference=args.reference, log=lambda m: print(m, flush=True))
-    report.command = "spgnet " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    text = format_markdown(report)
+                       reference=args.reference, matmul_seconds=args.matmul_seconds,
+                       routes=tuple(_csv(args.routes)), compile_backend=args.compile_backend,
+                       on_update=write, log=lambda m: print(m, flush=True))
+    write(report)
     print()
-    print(text)
-    if args.markdown:
-        atomic_write_text(args.markdown, text + "\n")
-    if args.json:
-        atomic_write_text(args.json, report.to_json() + "\n")
+    print(format_markdown(report))
+    failed = [c for c in report.cases if c.error]
+    if failed:  # every other case ran and is in the table and the files
+        print(f"bench: {len(failed)} of {len(report.cases)} cases failed (each row says why)", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -49,7 +49,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spgnet.ops.class_window import ClassWindowLayout, class_rows, class_window_sum, hard_labels, shell_conv
+from spgnet.ops.class_window import (ClassWindowLayout, class_rows, class_window_sum, hard_labels_and_flag,
+                                     read_counts, shell_conv)
 from spgnet.utils.torch_utils import no_autocast
 
 
@@ -86,14 +87,23 @@ class SemanticCondition:
     None: ``"shell"`` on CPU when at most :data:`SHELL_MAX_FRACTION` of a resolution's
     pixels are near a border (a GEMM over a few windows beats the dense conv there),
     else ``"lookup"`` (GPUs run the dense conv faster than the gathers), when eligible.
+
+    Host syncs: whether the parsing is a hard one-hot and the sizes of the look-up indices
+    are read from the device together, once (:func:`~spgnet.ops.class_window.read_counts`):
+    at the first look-up, for the requested resolution and, with ``prefetch`` (the
+    generator's decoder), every doubling of it up to the parsing's size at the same
+    kernel. A decoder that asks for exactly those resolutions costs one sync per forward;
+    any other resolution one more when first asked for.
     """
 
-    def __init__(self, parsing: torch.Tensor, codes: torch.Tensor | None = None, route: str | None = None):
+    def __init__(self, parsing: torch.Tensor, codes: torch.Tensor | None = None, route: str | None = None,
+                 prefetch: bool = True):
         if route is not None and route not in ROUTES:
             raise ValueError(f"SemanticCondition: route {route!r} is not one of {ROUTES} (or None)")
         self.parsing = parsing
         self.codes = codes
         self.route = route
+        self.prefetch = prefetch
         self._onehot: dict[tuple[int, int], torch.Tensor] = {}
         self._layouts: dict[tuple[int, int, int], ClassWindowLayout] = {}
         self._labels: torch.Tensor | None | bool = False  # False: not decided yet
@@ -112,11 +122,43 @@ class SemanticCondition:
     def labels(self) -> torch.Tensor | None:
         """Hard labels ``(B, H, W)`` if the look-up route applies, else None."""
         if self._labels is False:
-            # meta tensors (FLOP counting without data) cannot be inspected: conv route
-            eligible = not (self.route == "conv" or self.parsing.requires_grad or _compiling()
-                            or self.parsing.is_meta)
-            self._labels = hard_labels(self.parsing.detach()) if eligible else None
+            self._build(())
         return self._labels
+
+    def _eligible(self) -> bool:
+        # meta tensors (FLOP counting without data) cannot be inspected: conv route. Under
+        # torch.compile too: the look-up routes read the parsing on the host and index with
+        # data-dependent sizes (a graph break at every ACE, a recompile per border size)
+        return not (self.route == "conv" or self.parsing.requires_grad or _compiling() or self.parsing.is_meta
+                    or self.parsing.numel() == 0)
+
+    def _shell_possible(self) -> bool:
+        """Whether :meth:`use_shell` may need the shell's size."""
+        return self.route == "shell" or (self.route is None and self.parsing.device.type == "cpu")
+
+    def _build(self, keys) -> None:
+        """Decide the route (when still open) and build the layouts of ``keys`` ``(h, w,
+        kernel)``, reading the hard-one-hot flag and every index size in one host sync."""
+        labels, flag = self._labels, None
+        if labels is False:
+            if not self._eligible():
+                self._labels = None
+                return
+            labels, flag = hard_labels_and_flag(self.parsing.detach())
+        if labels is None:
+            return
+        layouts = {}
+        for h, w, kernel in keys:
+            resized = labels
+            if tuple(labels.shape[-2:]) != (h, w):  # same pixels as resize_parsing picks
+                resized = F.interpolate(labels[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+            layouts[(h, w, kernel)] = ClassWindowLayout(resized, self.num_classes, kernel)
+        read = read_counts(layouts.values(), self._shell_possible(), [flag] if flag is not None else [])
+        if flag is not None:
+            self._labels = labels if read[0] else None
+            if not read[0]:
+                return
+        self._layouts.update(layouts)
 
     def use_shell(self, layout: ClassWindowLayout) -> bool:
         """Look-up routes: whether the SPADE γ|β conv runs on border pixels only."""
@@ -125,19 +167,21 @@ class SemanticCondition:
         if self.parsing.device.type != "cpu":
             return False
         b, h, w = layout.shape
-        return layout.shell()[0].numel() <= SHELL_MAX_FRACTION * b * h * w
+        count = layout.shell_count if layout.shell_count is not None else layout.shell()[0].numel()
+        return count <= SHELL_MAX_FRACTION * b * h * w
 
     def layout(self, size: tuple[int, int], kernel: int) -> ClassWindowLayout | None:
-        labels = self.labels()
-        if labels is None:
-            return None
-        key = (*size, kernel)
-        if key not in self._layouts:
-            resized = labels
-            if tuple(labels.shape[-2:]) != tuple(size):  # same pixels as resize_parsing picks
-                resized = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
-            self._layouts[key] = ClassWindowLayout(resized, self.num_classes, kernel)
-        return self._layouts[key]
+        key = (int(size[0]), int(size[1]), kernel)
+        if key not in self._layouts and self._labels is not None:
+            keys = [key]
+            if self.prefetch and not self._layouts:  # the first look-up: the decoder's other resolutions too
+                full_h, full_w = self.parsing.shape[-2:]
+                h, w = 2 * key[0], 2 * key[1]
+                while h <= full_h and w <= full_w:
+                    keys.append((h, w, kernel))
+                    h, w = 2 * h, 2 * w
+            self._build(keys)
+        return self._layouts.get(key) if self._labels is not None else None
 
 
 class SemanticModulation(nn.Module):
@@ -303,7 +347,7 @@ class ACE(nn.Module):
         """x ``(B, C, H, W)``; parsing one-hot ``(B, K, h, w)`` (resized nearest to H×W) and
         codes ``(B, K, D)`` (required with the style branch), or a :class:`SemanticCondition`
         holding both -> ``(B, C, H, W)``."""
-        cond = parsing if isinstance(parsing, SemanticCondition) else SemanticCondition(parsing, codes)
+        cond = parsing if isinstance(parsing, SemanticCondition) else SemanticCondition(parsing, codes, prefetch=False)
         b, c, h, w = x.shape
         if c != self.channels or cond.parsing.shape[:2] != (b, self.label_nc):
             raise ValueError(f"ACE({self.channels}): got x {tuple(x.shape)}, parsing {tuple(cond.parsing.shape)}")

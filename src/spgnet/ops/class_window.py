@@ -11,6 +11,12 @@ tests/ops compares it with.
 
 :class:`ClassWindowLayout` holds the index structures these share for one label map and
 kernel size (which pixels are interior, the band's window labels, the border shell).
+
+Host syncs: the band and the shell have data-dependent sizes, which the host must know.
+:func:`read_counts` reads the sizes of many layouts (and the flag of
+:func:`hard_labels_and_flag`) in one device-to-host copy; the indices are then
+``torch.nonzero_static`` of those sizes (exact, no further sync). A layout whose sizes
+were not read first falls back to ``nonzero`` (one sync each).
 """
 
 from __future__ import annotations
@@ -23,16 +29,33 @@ import torch.nn.functional as F
 from spgnet.utils.torch_utils import no_autocast
 
 
-def hard_labels(parsing: torch.Tensor) -> torch.Tensor | None:
-    """Labels ``(B, H, W)`` int64 of a hard one-hot ``(B, K, H, W)`` (K for a pixel with no
-    class, e.g. zero padding), or None if some pixel is not a 0/1 one-hot vector."""
-    if parsing.numel() == 0:
-        return None
+def hard_labels_and_flag(parsing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels ``(B, H, W)`` int64 of a one-hot ``(B, K, H, W)`` (K for a pixel with no class,
+    e.g. zero padding) and a 0-dim bool tensor: whether every pixel is a 0/1 one-hot vector
+    (the labels mean nothing otherwise). No host sync: the caller reads the flag, e.g.
+    with :func:`read_counts`. ``parsing`` must not be empty."""
     peak = parsing.amax(1)
     hard = (parsing.amin() >= 0) & ((peak == 0) | (peak == 1)).all() & (parsing.sum(1) == peak).all()
-    if not bool(hard):
+    return torch.where(peak > 0, parsing.argmax(1), parsing.shape[1]), hard
+
+
+def hard_labels(parsing: torch.Tensor) -> torch.Tensor | None:
+    """Labels ``(B, H, W)`` int64 of a hard one-hot ``(B, K, H, W)`` (K for a pixel with no
+    class, e.g. zero padding), or None if some pixel is not a 0/1 one-hot vector (one host
+    sync: the flag of :func:`hard_labels_and_flag`)."""
+    if parsing.numel() == 0:
         return None
-    return torch.where(peak > 0, parsing.argmax(1), parsing.shape[1])
+    labels, hard = hard_labels_and_flag(parsing)
+    return labels if bool(hard) else None
+
+
+def _indices(mask: torch.Tensor, count: int | None) -> torch.Tensor:
+    """Flat indices of the True entries of a 1-D ``mask``, in order: ``nonzero_static`` when
+    ``count`` (their number, read before) is known — the same indices without a host sync —
+    else ``nonzero`` (one sync)."""
+    if count is None:
+        return mask.nonzero().squeeze(1)
+    return torch.nonzero_static(mask, size=count).squeeze(1)
 
 
 class ClassWindowLayout:
@@ -45,7 +68,7 @@ class ClassWindowLayout:
 
     def __init__(self, labels: torch.Tensor, num_classes: int, kernel: int):
         b, h, w = labels.shape
-        r, kk, rows = kernel // 2, kernel * kernel, num_classes + 1
+        r, rows = kernel // 2, num_classes + 1
         self.shape, self.kernel, self.rows, self.num_classes = (b, h, w), kernel, rows, num_classes
         self.labels = labels
         padded = F.pad(labels, (r, r, r, r), value=num_classes)
@@ -54,14 +77,44 @@ class ClassWindowLayout:
         sample = torch.arange(b, device=labels.device)
         self.class_rows = (sample.view(b, 1, 1) * rows + labels).reshape(-1)  # (N,) row of (b, label)
         self.interior = uniform.reshape(b, h * w)  # (B, hw) bool
-        self.band = (~uniform).reshape(-1).nonzero().squeeze(1)  # (N_b,)
-        # window labels of band pixels, read from the padded map: (N_b, k²)
-        window = padded.reshape(-1)[self.windows(self.band)]
-        sample = self.band // (h * w)
-        # table row of (sample, class, offset d); stored (k², N_b) so each offset is contiguous
-        self.band_rows = ((sample[:, None] * rows + window) * kk + torch.arange(kk, device=labels.device)).t().contiguous()
+        self._padded = padded
+        self._band_mask = (~uniform).reshape(-1)
+        self._band: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._shell_mask: torch.Tensor | None = None
         self._onehots: dict = {}
         self._shell = None
+        self.band_count: int | None = None  # set by read_counts (else nonzero finds it)
+        self.shell_count: int | None = None
+
+    @property
+    def band(self) -> torch.Tensor:
+        """Flat indices ``(N_b,)`` of the band pixels (not interior)."""
+        return self._band_indices()[0]
+
+    @property
+    def band_rows(self) -> torch.Tensor:
+        """Table rows ``(k², N_b)`` of (sample, window class, offset d) of every band pixel,
+        stored so that each offset is contiguous."""
+        return self._band_indices()[1]
+
+    def _band_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._band is None:
+            b, h, w = self.shape
+            kk = self.kernel * self.kernel
+            band = _indices(self._band_mask, self.band_count)
+            window = self._padded.reshape(-1)[self.windows(band)]  # window labels (N_b, k²)
+            sample = band // (h * w)
+            rows = ((sample[:, None] * self.rows + window) * kk + torch.arange(kk, device=band.device)).t().contiguous()
+            self._band = (band, rows)
+        return self._band
+
+    def counts(self, shell: bool) -> list[torch.Tensor]:
+        """0-dim device tensors: the number of band pixels and, with ``shell``, of shell
+        pixels (for :func:`read_counts`; no host sync)."""
+        out = [self._band_mask.sum()]
+        if shell:
+            out.append(self.shell_mask().sum())
+        return out
 
     def windows(self, pixels: torch.Tensor) -> torch.Tensor:
         """Flat indices ``(n, k²)`` of the k×k windows of ``pixels`` (flat indices into
@@ -85,19 +138,44 @@ class ClassWindowLayout:
             self._onehots[key] = onehot.scatter_(1, self.labels.reshape(b, 1, h * w), value.reshape(b, 1, h * w))
         return self._onehots[key]
 
+    def shell_mask(self) -> torch.Tensor:
+        """Flat bool mask ``(B·h·w,)`` of the pixels of :meth:`shell`."""
+        if self._shell_mask is None:
+            r2, size = 2 * (self.kernel // 2), 4 * (self.kernel // 2) + 1
+            # outside = K + 1: unlike "no class" inside the map, it is zero padding for every conv
+            padded = F.pad(self.labels, (r2, r2, r2, r2), value=self.num_classes + 1)[:, None].float()
+            deep = (F.max_pool2d(padded, size, 1) == -F.max_pool2d(-padded, size, 1)).reshape(-1)
+            self._shell_mask = ~deep
+        return self._shell_mask
+
     def shell(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels within 2·(k//2) of another class or of the image edge, and their k×k
         windows: ``(shell (N_s,), windows (N_s, k²))``. Elsewhere a k×k conv of anything
         computed by a k×k conv of the one-hot is constant per class."""
         if self._shell is None:
-            b, h, w = self.shape
-            r2, size = 2 * (self.kernel // 2), 4 * (self.kernel // 2) + 1
-            # outside = K + 1: unlike "no class" inside the map, it is zero padding for every conv
-            padded = F.pad(self.labels, (r2, r2, r2, r2), value=self.num_classes + 1)[:, None].float()
-            deep = (F.max_pool2d(padded, size, 1) == -F.max_pool2d(-padded, size, 1)).reshape(-1)
-            shell = (~deep).nonzero().squeeze(1)
+            shell = _indices(self.shell_mask(), self.shell_count)
             self._shell = (shell, self.windows(shell))
         return self._shell
+
+
+def read_counts(layouts, shell: bool, extra=()) -> list[int]:
+    """Read the index sizes of every layout in ``layouts`` (band, and shell with ``shell``)
+    together with the 0-dim tensors ``extra`` in **one** host sync (a single device-to-host
+    copy), store the sizes on the layouts (their indices then need no sync) and return the
+    values of ``extra`` as ints."""
+    layouts = list(layouts)
+    values = [t.reshape(()).to(torch.int64) for t in extra]
+    for layout in layouts:
+        values += layout.counts(shell)
+    if not values:
+        return []
+    read = torch.stack(values).tolist()
+    extra_values, read = read[:len(extra)], read[len(extra):]
+    for layout in layouts:
+        layout.band_count = read.pop(0)
+        if shell:
+            layout.shell_count = read.pop(0)
+    return extra_values
 
 
 def _full_precision(method):
@@ -233,4 +311,5 @@ def shell_conv(hidden: torch.Tensor, windows: torch.Tensor, matrix: torch.Tensor
     return _ShellConv.apply(hidden, windows, matrix, shape, radius)
 
 
-__all__ = ["ClassWindowLayout", "class_rows", "class_window_sum", "hard_labels", "shell_conv"]
+__all__ = ["ClassWindowLayout", "class_rows", "class_window_sum", "hard_labels", "hard_labels_and_flag",
+           "read_counts", "shell_conv"]

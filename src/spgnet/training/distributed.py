@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 
 from spgnet.utils.device import resolve_device
 
@@ -57,6 +58,37 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     t = t.clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+class SyncBatchNormNoCondition(nn.SyncBatchNorm):
+    """:class:`torch.nn.SyncBatchNorm` with the call signature of
+    :class:`spgnet.models.sean.BatchNormNoCondition` (``norm(x, parsing, codes)``)."""
+
+    def forward(self, x: torch.Tensor, parsing=None, codes: torch.Tensor | None = None) -> torch.Tensor:
+        return super().forward(x)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``train.sync_bn``: every BatchNorm of ``module`` becomes a SyncBatchNorm sharing its
+    parameters and buffers (the state-dict keys stay the same), as
+    :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` does, except that the baselines'
+    :class:`~spgnet.models.sean.BatchNormNoCondition` keeps its three-argument call (torch's
+    conversion makes it a plain SyncBatchNorm, which the decoder cannot call). Without a
+    process group a SyncBatchNorm computes what the BatchNorm did."""
+    from spgnet.models.sean import BatchNormNoCondition
+
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        cls = SyncBatchNormNoCondition if isinstance(module, BatchNormNoCondition) else nn.SyncBatchNorm
+        synced = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        if module.affine:
+            synced.weight, synced.bias = module.weight, module.bias
+        synced.running_mean, synced.running_var = module.running_mean, module.running_var
+        synced.num_batches_tracked = module.num_batches_tracked
+        synced.training = module.training
+        return synced
+    for name, child in list(module.named_children()):
+        module.add_module(name, convert_sync_batchnorm(child))
+    return module
 
 
 def shutdown() -> None:

@@ -20,9 +20,18 @@ Guarantees (docs/design.md §13): a checkpoint holds everything a resume needs �
 optimizers, schedulers, scaler, the position inside the epoch (the sampler skips what
 was consumed; flips are drawn by the sampler), and the RNG states, under DDP every
 rank's — so a run killed at any point and resumed ends bit-identical to an
-uninterrupted one (deterministic mode). A step with a non-finite loss on any rank is
-skipped on every rank and logged; ``max_nonfinite`` in a row, or non-finite BatchNorm
-statistics, stop the run with :class:`~spgnet.training.losses.NonFiniteLossError`.
+uninterrupted one (deterministic mode; on the CPU — on CUDA a few ops have no
+deterministic kernel, :func:`configure_determinism`). A step with a non-finite loss on
+any rank (stage 1, generator or discriminator) is skipped on every rank — no network is
+updated — and logged; ``max_nonfinite`` in a row, or non-finite BatchNorm statistics,
+stop the run with :class:`~spgnet.training.losses.NonFiniteLossError`.
+
+Host syncs: a step reads the device once, for all its losses and their finiteness
+(:meth:`Trainer._read_losses`); the generator's ACE layers once more on the look-up routes
+(:class:`~spgnet.models.sean.SemanticCondition`); nothing else per step (the fp16
+GradScaler adds its own inf check per optimizer). So the order within a step is: the
+forward passes and backward of stage 1 and the generator, the discriminator's forward
+and backward on the detached fake, the one read, then the optimizer steps.
 
 Running on a cluster (docs/operations.md): the run directory has one writer, an
 exclusive lock (:mod:`spgnet.training.lock`) taken before anything is written. Every file
@@ -68,7 +77,7 @@ from spgnet.data.dataset import PairDataset, complete_batch, original_error
 from spgnet.utils.io import atomic_write_text
 from spgnet.training.losses import GANLoss, NonFiniteLossError, VGG19Perceptual, l1, parsing_ce
 from spgnet.parsing import NUM_CLASSES, colorize, one_hot
-from spgnet.training.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
+from spgnet.training.distributed import DistInfo, all_reduce_sum, barrier, convert_sync_batchnorm, init_distributed
 from spgnet.training.ema import ModelEMA
 from spgnet.training.lock import RunLock
 from spgnet.training.logs import RunLogger, image_grid, next_run_dir
@@ -131,16 +140,53 @@ class _StopSignals:
         self._previous.clear()
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+# Ops of a training step that have no deterministic CUDA kernel (torch raises under
+# torch.use_deterministic_algorithms(True) without warn_only; the list is torch's own,
+# see its docstring): on CUDA they stay nondeterministic with train.deterministic=true.
+CUDA_NONDETERMINISTIC = (
+    "grid_sample backward (the feature warp, spgnet.ops.warp)",
+    "ReflectionPad2d backward (stage 1, the style encoder, the generator's output layer)",
+    "2-D NLL loss (the parsing cross-entropy of stage 1)",
+)
+
+
+def configure_determinism(deterministic: bool, device_type: str) -> None:
+    """``train.deterministic``. On: deterministic algorithms wherever torch has them, on
+    every device. On the CPU every op of a step has one, so a missing one is an error
+    (``warn_only=False``) and a run is bit-identical to a resumed one. On CUDA the ops of
+    :data:`CUDA_NONDETERMINISTIC` have none: they warn instead of raising (``warn_only=True``),
+    everything else is deterministic (cuDNN's deterministic algorithms, no cuDNN
+    benchmarking, ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` as cuBLAS needs, set unless already
+    set — before the first cuBLAS call, which creates the handle). Off: cuDNN benchmarks
+    its algorithms (CUDA)."""
+    if deterministic:
+        accelerator = device_type != "cpu"
+        if accelerator:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=accelerator)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device_type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def seed_everything(seed: int, deterministic: bool, device_type: str = "cpu") -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=False)
-        torch.backends.cudnn.benchmark = False
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
+    configure_determinism(deterministic, device_type)
+
+
+# Devices on which torch's SyncBatchNorm synchronises (its forward raises on the others).
+SYNC_BN_DEVICES = ("cuda", "hpu", "xpu")
+
+
+def check_sync_bn(sync_bn: bool, distributed: bool, device: torch.device) -> None:
+    """``train.sync_bn`` under DDP needs a device torch's SyncBatchNorm runs on: a one-line
+    error at the start instead of an internal error in the first forward."""
+    if sync_bn and distributed and device.type not in SYNC_BN_DEVICES:
+        raise SPGNetError(f"train.sync_bn=true needs CUDA: torch's SyncBatchNorm has no {device.type.upper()} "
+                          f"implementation (this run is on {device}); set train.sync_bn=false")
 
 
 def straight_through_onehot(logits: torch.Tensor) -> torch.Tensor:
@@ -190,8 +236,9 @@ class Trainer:
         self.cfg = cfg
         self.dist: DistInfo = init_distributed(t.device)
         self.device = self.dist.device
+        check_sync_bn(t.sync_bn, self.dist.enabled, self.device)
         self.progress = progress and self.dist.is_main
-        seed_everything(t.seed + self.dist.rank, t.deterministic)
+        seed_everything(t.seed + self.dist.rank, t.deterministic, self.device.type)
 
         # run directory (rank 0 decides, everybody uses it)
         if run_dir is None and resume not in (None, False, True):
@@ -254,8 +301,8 @@ class Trainer:
             self.net.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
         if self.dist.enabled and t.sync_bn:
-            self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
-            self.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.discriminator)
+            self.net = convert_sync_batchnorm(self.net)
+            self.discriminator = convert_sync_batchnorm(self.discriminator)
         # raw modules: self.net (SPGNet: .stage1, .generator) and self.discriminator; the
         # ddp_* names are the same modules wrapped in DDP under torchrun (the raw ones
         # otherwise), called for the forward passes whose gradients must be all-reduced
@@ -317,16 +364,35 @@ class Trainer:
         dtype = torch.bfloat16 if self.cfg.train.amp == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _loader(self, dataset, sampler=None, batch_size=None, shuffle=False):
+    def _loader(self, dataset, sampler=None, batch_size=None, shuffle=False, persistent: bool = False):
         t = self.cfg.train
         return torch.utils.data.DataLoader(
             dataset, batch_size=batch_size or t.batch_size, sampler=sampler, shuffle=shuffle,
             num_workers=t.workers, drop_last=sampler is not None, pin_memory=self.device.type == "cuda",
-            persistent_workers=False, worker_init_fn=_ignore_stop_signals if t.workers else None,
+            persistent_workers=persistent and t.workers > 0,
+            worker_init_fn=_ignore_stop_signals if t.workers else None,
             # its own generator: creating an iterator must not consume the global RNG,
             # or a resumed run would draw different noise than an uninterrupted one
             generator=torch.Generator().manual_seed(t.seed + 17 * self.epoch),
         )
+
+    def train_loader(self) -> torch.utils.data.DataLoader:
+        """The training loader, made once: its workers (``train.workers`` > 0) persist from
+        epoch to epoch instead of restarting for each (they end with :meth:`close`). The
+        order of an epoch stays the sampler's: the sampler runs in this process, where
+        :meth:`ResumableSampler.set_epoch` sets it before each epoch's iterator; the workers
+        only load the indices they are sent, and the training set draws no random numbers
+        (its flips come from the sampler), so reused workers load exactly what new ones would."""
+        if getattr(self, "_train_loader", None) is None:
+            self._train_loader = self._loader(self.train_set, sampler=self.sampler, persistent=True)
+        return self._train_loader
+
+    def _close_train_loader(self) -> None:
+        """End the persistent workers of :meth:`train_loader` now (not when garbage collected)."""
+        loader, self._train_loader = getattr(self, "_train_loader", None), None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
 
     def _batch(self, batch: dict) -> dict:
         b = complete_batch(batch, self.cfg.data, self.device)
@@ -383,34 +449,34 @@ class Trainer:
                     losses["gan_g"] = self.gan_loss(d_fake, True, for_discriminator=False)
             total = (w.ce * losses.get("ce", 0.0) + w.l1 * losses.get("l1", 0.0)
                      + w.perceptual * losses.get("perceptual", 0.0) + w.adversarial * losses.get("gan_g", 0.0))
-
-        if not self._finite({**losses, "total": total}):
-            return self._skip(losses)
         self.scaler.scale(total).backward()
+
+        if adv:  # discriminator on the detached fake (D's weights are the same before and after G's update)
+            with self._autocast():
+                d_real = self.ddp_discriminator(torch.cat([b["src_image"], b["tgt_image"], b["tgt_pose"]], 1))
+                d_fake = self.ddp_discriminator(torch.cat([b["src_image"], fake.detach(), b["tgt_pose"]], 1))
+                losses["gan_d"] = 0.5 * (self.gan_loss(d_real, True) + self.gan_loss(d_fake, False))
+            self.scaler.scale(w.discriminator * losses["gan_d"]).backward()
+
+        # the step's one host read: every loss, and whether all are finite on every rank
+        finite, values = self._read_losses({**losses, "total": total})
+        values.pop("total")
+        if not finite:
+            return self._skip(values)
         stepped = []
         if train_s1:
             stepped.append((self.opt_s1, self.net.stage1))
         if train_s2:
             stepped.append((self.opt_g, self.net.generator))
+        if adv:
+            stepped.append((self.opt_d, self.discriminator))
         for opt, module in stepped:
             self._clip(opt, module)
             self.scaler.step(opt)
-
-        if adv:  # discriminator step on the detached fake
-            with self._autocast():
-                d_real = self.ddp_discriminator(torch.cat([b["src_image"], b["tgt_image"], b["tgt_pose"]], 1))
-                d_fake = self.ddp_discriminator(torch.cat([b["src_image"], fake.detach(), b["tgt_pose"]], 1))
-                losses["gan_d"] = 0.5 * (self.gan_loss(d_real, True) + self.gan_loss(d_fake, False))
-            if not self._finite({"gan_d": losses["gan_d"]}):
-                self.scaler.update()
-                return self._skip(losses)
-            self.scaler.scale(w.discriminator * losses["gan_d"]).backward()
-            self._clip(self.opt_d, self.discriminator)
-            self.scaler.step(self.opt_d)
         self.scaler.update()
         self.nonfinite_streak = 0
         self._last_images = (b, logits.detach(), None if fake is None else fake.detach())
-        return StepResult({k: float(v.detach()) for k, v in losses.items()})
+        return StepResult(values)
 
     def _stage2_target(self, b: dict, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The target parsing stage 2 trains on: labels (B, H, W) and one-hot, per scheme."""
@@ -423,15 +489,18 @@ class Trainer:
         onehot = straight_through_onehot(logits)  # joint
         return onehot.detach().argmax(1), onehot
 
-    def _finite(self, losses: dict[str, torch.Tensor]) -> bool:
-        """Whether every loss is finite on *every* rank: under DDP all ranks must skip the
-        same steps, or the ranks that go on would wait forever in the gradient all-reduce."""
+    def _read_losses(self, losses: dict[str, torch.Tensor]) -> tuple[bool, dict[str, float]]:
+        """``(finite, values)``: whether every loss is finite on *every* rank (under DDP all
+        ranks must skip the same steps) and this rank's values as floats — one stacked
+        tensor, one device-to-host copy: the only host sync of a step the trainer makes
+        (logging and the progress bar use these values, they read nothing more)."""
         values = torch.stack([torch.as_tensor(v, device=self.device).detach().float().reshape(())
                               for v in losses.values()])
-        ok = torch.isfinite(values).all().to(torch.int32)
+        ok = torch.isfinite(values).all().float().reshape(1)
         if self.dist.enabled:
             torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
-        return bool(ok)
+        read = torch.cat((ok, values)).tolist()
+        return read[0] == 1.0, dict(zip(losses, read[1:]))
 
     def _any_rank(self, flag: bool) -> bool:
         """``flag`` or-ed over ranks (every rank must take the same branch)."""
@@ -441,12 +510,11 @@ class Trainer:
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return bool(t)
 
-    def _skip(self, losses: dict[str, torch.Tensor]) -> StepResult:
+    def _skip(self, values: dict[str, float]) -> StepResult:
         """Skip this step (no optimizer update); stop after ``max_nonfinite`` in a row, or
         at once when the forward pass left non-finite BatchNorm statistics behind."""
         self.nonfinite_streak += 1
         step = self.step + 1  # the number this step gets in the logs
-        values = {k: float(v.detach()) for k, v in losses.items()}
         shown = ", ".join(f"{k}={v:g}" for k, v in values.items())
         where = "" if not all(map(math.isfinite, values.values())) else " on another process"
         self.log.text(f"step {step}: non-finite loss{where} ({shown}); step skipped")
@@ -545,7 +613,12 @@ class Trainer:
             pass
 
     def close(self) -> None:
-        """Close the logs and release the run directory (idempotent; :meth:`fit` calls it)."""
+        """End the training loader's workers, close the logs and release the run directory
+        (idempotent; :meth:`fit` calls it)."""
+        try:
+            self._close_train_loader()
+        except Exception:
+            pass
         log, self.log = getattr(self, "log", None), RunLogger(self.run_dir, enabled=False)
         if log is not None:
             try:
@@ -566,7 +639,7 @@ class Trainer:
         done = bool(t.max_steps) and self.step >= t.max_steps  # resuming a finished run
         while self.epoch < t.epochs and not done:
             self.sampler.set_epoch(self.epoch, start=self.epoch_step * t.batch_size)
-            loader = self._loader(self.train_set, sampler=self.sampler)
+            loader = self.train_loader()
             bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{t.epochs}", disable=not self.progress,
                        dynamic_ncols=True, leave=False)
             t0 = time.perf_counter()
