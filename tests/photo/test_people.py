@@ -114,3 +114,10 @@ def test_prepare_photos_records_notes(tmp_path):
     Image.open(REAL / "images" / "mpii_052475643.jpg").save(photos / "seated.jpg")
     r = prepare_photos(photos, tmp_path / "out", size=(128, 88), progress=False)
     assert len(r.notes) == 1 and "2 people found" in r.notes[0]
+
+
+def test_no_person_made_of_a_hand(found):
+    """The lone skier: BlazePose also 'finds' a few landmarks on her hand and pole once she
+    is painted over; a body spans more than a hand."""
+    people, persons = found["coco_000000000785.jpg"]
+    assert len(persons) == 1 and len(people) == 1

@@ -304,6 +304,7 @@ WINDOW_MIN_SIDE = 256  # images with a shorter side are not searched window by w
 PRESENT_VISIBILITY = 0.5  # landmark visibility counted as "seen" by the search
 MIN_SEEN_LANDMARKS = 3  # a candidate must show at least this many body landmarks ...
 MIN_MASK_SUPPORT = 0.5  # ... and at least this fraction of them must lie on its person mask
+MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height or width)
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 
@@ -335,6 +336,8 @@ def _is_person(d: Detection, size: tuple[int, int]) -> bool:
     if seen.sum() < MIN_SEEN_LANDMARKS:
         return False
     xy = np.rint(d.landmarks[_BODY[seen], :2]).astype(int)
+    if np.ptp(xy, axis=0).max() < MIN_BODY_SIDE:  # a few landmarks on a hand or a pole, not a body
+        return False
     return float(d.mask[xy[:, 1], xy[:, 0]].mean()) >= MIN_MASK_SUPPORT
 
 
