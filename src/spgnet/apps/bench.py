@@ -600,18 +600,11 @@ def run_bench(settings=DEFAULT_SETTINGS, batches=(4, 32), modes=("fp32", "bf16-c
     from spgnet.models.discriminator import NLayerDiscriminator
     from spgnet.models.generator import SPGNetGenerator
 
-    for mode in modes:
-        if mode not in MODES:
-            raise SPGNetError(f"mode {mode!r}: choose from {', '.join(MODES)}")
-    for impl in impls:
-        if impl not in IMPLS:
-            raise SPGNetError(f"implementation {impl!r}: choose from {', '.join(IMPLS)}")
-    for m in measures:
-        if m not in MEASURES:
-            raise SPGNetError(f"measure {m!r}: choose from {', '.join(MEASURES)}")
-    for route in routes:
-        if route not in ROUTE_CHOICES:
-            raise SPGNetError(f"--routes {route!r}: choose from {', '.join(ROUTE_CHOICES)}")
+    for what, values, allowed in (("mode", modes, MODES), ("implementation", impls, IMPLS),
+                                  ("measure", measures, MEASURES), ("--routes", routes, ROUTE_CHOICES)):
+        for value in values:
+            if value not in allowed:
+                raise SPGNetError(f"{what} {value!r}: choose from {', '.join(allowed)}")
     for setting in settings:
         parse_setting(setting)
     dev = resolve_device(device, what="--device")

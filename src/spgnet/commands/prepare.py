@@ -30,15 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spgnet.utils.parse import parse_size
+    from spgnet.photo.learned_parsing import load_parser
     from spgnet.photo.prepare import prepare_photos
 
     size = parse_size(args.size)
     options = photo_options(args)
-    parser = None
-    if options["parser"] != "coarse":
-        from spgnet.photo.learned_parsing import load_parser
-
-        parser = load_parser(options["parser"], options["parser_weights"])
+    parser = load_parser(options["parser"], options["parser_weights"])  # None: the coarse parsing
     r = prepare_photos(args.images, args.out, size=size, pairs=args.pairs, split=args.split,
                        visibility_threshold=options["visibility_threshold"], force=args.force,
                        progress=not args.quiet, person=options["person"], parser=parser)

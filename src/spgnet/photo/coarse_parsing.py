@@ -312,6 +312,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     face = None if facing == "back" else _face_frame(kp, present, unit)
     detected = present.copy()
     kp, present = _complete_legs(kp, present, unit)
+    down, _ = _axes(kp, present)
     capsules, quads = _body_parts(kp, present, unit, face)
     if not capsules:
         labels[mask] = UPPER
@@ -337,13 +338,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     leg_rows = np.isin(part_ids, (_L_LEG, _R_LEG))
     if leg_rows.any() and present[_R_HIP] and present[_L_HIP]:
         # below the hip line the legs take over from the torso (the pants' waistband is straight)
-        down, _ = _axes(kp, present)
         below = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) > 0
         nearest = np.where(below & (nearest == _TORSO), part_ids[leg_rows][dist[leg_rows].argmin(0)], nearest)
     if (present[_R_SH] or present[_L_SH]) and np.isin(part_ids, (_HEAD,)).any():
         # above the shoulders and off the arm chains: hair that falls over the shoulders
         sh = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
-        down, _ = _axes(kp, present)
         above = _grid_along(h, w, sh, -down) > COLLAR * unit
         far_from_arm = dist[arm_rows].min(0) > ARM_RADIUS * unit if arm_rows.any() else np.ones((h, w), bool)
         nearest = np.where(above & far_from_arm & np.isin(nearest, (_L_ARM, _R_ARM, _TORSO)), _HEAD, nearest)

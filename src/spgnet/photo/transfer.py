@@ -40,6 +40,7 @@ from spgnet import SPGNetError
 from spgnet.parsing import colorize, one_hot
 from spgnet.photo.animation import IMAGE_OUTPUTS, check_output_suffix
 from spgnet.photo.detect import PoseDetector, parse_person
+from spgnet.photo.learned_parsing import load_parser
 from spgnet.photo.pose_sequence import fit_keypoints, list_pose_files, read_pose_sequence
 from spgnet.photo.prepare import DEFAULT_VISIBILITY, PHOTO_SUFFIXES, PreparedImage, load_photo, prepare_photo
 from spgnet.pose import NUM_KEYPOINTS, pose_maps_from_config, read_openpose_json, render_pose_image
@@ -123,11 +124,7 @@ class PoseTransfer:
         self.batch_size = int(batch_size)
         self.visibility_threshold = visibility_threshold
         self._detector: PoseDetector | None = None
-        self.parser = None
-        if parser != "coarse":
-            from spgnet.photo.learned_parsing import load_parser
-
-            self.parser = load_parser(parser, parser_weights, str(self.device))
+        self.parser = load_parser(parser, parser_weights, str(self.device))  # None: the coarse parsing
         self.notes: list[str] = []  # one line per photo in which several people were found
 
     @property
