@@ -11,10 +11,13 @@ synthetic people, and pictures of both.
 2. **Parsing**: ``spgnet synth`` people (CIHP ground truth) parsed from their true keypoints
    and silhouette, with and without the picture's colours: pixel accuracy and IoU per
    class group.
-3. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
+3. **Front or back**: ``--views N`` synthetic people rendered at 256x176, half seen from
+   the back, half from the front, through :meth:`PoseDetector.detect_people`: how many
+   of each view were called front, back, or not found.
+4. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
    of each person over it, and the astronaut's.
 
-    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--pictures docs/images/photos]
+    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--views 100] [--pictures docs/images/photos]
 """
 
 from __future__ import annotations
@@ -114,6 +117,21 @@ def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def facing_table(n_people: int, threshold: float) -> dict[str, dict[str, int]]:
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    counts = {view: {"front": 0, "back": 0, "not found": 0} for view in ("front", "back")}
+    with PoseDetector(threshold) as det:
+        for i in range(n_people):
+            rng = np.random.default_rng([11, i])
+            view = "back" if i % 2 else "front"
+            person = render_person(sample_identity(rng), sample_pose(rng, view=view), (256, 176))
+            people = det.detect_people(person["image"])
+            counts[view][people[0].facing if people else "not found"] += 1
+    return counts
+
+
 def pictures(folder: Path, threshold: float) -> None:
     from skimage import data
 
@@ -146,6 +164,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.7")
     p.add_argument("--synth-people", type=int, default=120, help="synthetic pictures for the parsing scores")
+    p.add_argument("--views", type=int, default=100, help="synthetic pictures for the front/back decision")
     p.add_argument("--pictures", default=None, metavar="DIR", help="also write the pictures here")
     p.add_argument("--picture-threshold", type=float, default=0.1)
     args = p.parse_args()
@@ -169,6 +188,11 @@ def main() -> None:
     print("|---|" + "---|" * len(groups))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[g]:.2f}" for g in groups) + " |")
+    print(f"\nfront or back, {args.views} synthetic people (detected):\n")
+    print("| view | called front | called back | no person found |")
+    print("|---|---|---|---|")
+    for view, c in facing_table(args.views, args.picture_threshold).items():
+        print(f"| {view} | {c['front']} | {c['back']} | {c['not found']} |")
     if args.pictures:
         pictures(Path(args.pictures), args.picture_threshold)
 

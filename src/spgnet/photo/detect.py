@@ -78,6 +78,8 @@ MASK_THRESHOLD = 0.5
 MAX_PEOPLE = 8  # most people reported per image by PoseDetector.detect_people
 MIN_FACE_SIDE = 12  # heads smaller than this (pixels) are not checked for a face (see PoseDetector.facing)
 FACE_WINDOW = 192  # the window around a head is enlarged to at least this side for the face detector
+FACE_SURE = 0.7  # a face found with at least this score settles "front"; weaker ones are checked by colour
+SAME_HEAD_COLOUR = 6.0  # CIELAB distance below which the face's centre and the top of the head are one colour
 
 
 @dataclass
@@ -249,31 +251,46 @@ class PoseDetector:
         return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), mask, found.score, lm)
 
     def facing(self, image: np.ndarray, d: Detection) -> str:
-        """``"back"`` when no face is found around the head of ``d``, else ``"front"``.
+        """``"front"`` or ``"back"``: which side of the person ``d`` the photo shows.
 
         BlazePose places a nose and eyes on the back of a head too (with high visibility),
-        so the view is decided by MediaPipe's short-range face detector (in the wheel) on a
-        square window around BlazePose's face landmarks (0-10), three head sizes wide. A
-        head smaller than :data:`MIN_FACE_SIDE` pixels, or off the image, counts as front; a
-        window smaller than :data:`FACE_WINDOW` is enlarged (bicubic) first.
+        so the view is decided by two other cues:
+
+        * MediaPipe's short-range face detector (in the wheel) on a square window around
+          BlazePose's face landmarks (0-10), three head sizes wide (enlarged to
+          :data:`FACE_WINDOW` first when smaller). No face found on a head of at least
+          :data:`MIN_FACE_SIDE` pixels: a back view. A face found with a score of at least
+          :data:`FACE_SURE`: a front view.
+        * Otherwise (a head too small for the face detector, or a weak face) the colours
+          decide: on a back view the place where BlazePose puts the face is hair, the
+          colour of the top of the head; on a front view it is skin below a hairline. The
+          median CIELAB colours of the two places (on the person mask) closer than
+          :data:`SAME_HEAD_COLOUR` mean a back view. (A bald head seen from the front is
+          one colour too; that is why a confident face overrules this cue.)
         """
         h, w = image.shape[:2]
         face = d.landmarks[:11, :2]
         centre = face.mean(0)
         side = 3.0 * max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
-        if side / 3.0 < MIN_FACE_SIDE:
-            return "front"
         x0, y0 = int(max(0, centre[0] - side / 2)), int(max(0, centre[1] - side / 2))
         x1, y1 = int(min(w, centre[0] + side / 2)), int(min(h, centre[1] + side / 2))
-        if x1 - x0 < MIN_FACE_SIDE or y1 - y0 < MIN_FACE_SIDE:
-            return "front"
+        if side / 3.0 >= MIN_FACE_SIDE and x1 - x0 >= MIN_FACE_SIDE and y1 - y0 >= MIN_FACE_SIDE:
+            score = self._face_score(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            if score == 0.0:
+                return "back"
+            if score >= FACE_SURE:
+                return "front"
+        one_colour = _head_is_one_colour(image, d)
+        return "back" if one_colour else "front"
+
+    def _face_score(self, window: np.ndarray) -> float:
+        """The best face detection score in ``window`` (0 when none)."""
         if self._faces is None:
             with _native_stderr_silenced(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 from mediapipe.python.solutions import face_detection
 
                 self._faces = face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
-        window = np.ascontiguousarray(image[y0:y1, x0:x1])
         if min(window.shape[:2]) < FACE_WINDOW:  # small heads: enlarged, as the face detector expects
             f = FACE_WINDOW / min(window.shape[:2])
             window = np.asarray(Image.fromarray(window).resize(
@@ -281,7 +298,7 @@ class PoseDetector:
         with _native_stderr_silenced(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
             found = self._faces.process(window)
-        return "front" if found.detections else "back"
+        return max((float(f.score[0]) for f in found.detections or []), default=0.0)
 
     def detect_people(self, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:
         """Every person found in an ``(H, W, 3)`` uint8 RGB image, sorted left to right.
@@ -328,6 +345,44 @@ def person_box(d: Detection, size: tuple[int, int]) -> tuple[float, float, float
     xy = d.landmarks[seen if seen.any() else slice(None), :2]
     (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
     return float(x0), float(y0), float(x1), float(y1)
+
+
+def _head_is_one_colour(image: np.ndarray, d: Detection) -> bool:
+    """Whether the face's centre (between nose and mouth) has the colour of the top of the head.
+
+    Head width: the ears' distance, at least 0.35 shoulder widths and 3 px. The face's
+    centre is a disk of a quarter head width around the midpoint of nose and mouth; the top
+    of the head a disk of the same size 0.6 head widths above the eyes, "above" being the
+    hips-to-shoulders direction (straight up when the hips are not seen). Only pixels on
+    the person's mask count; a region with fewer than 3 of them answers False (undecided:
+    front).
+    """
+    from skimage.color import rgb2lab
+
+    h, w = image.shape[:2]
+    lm = d.landmarks[:, :2].astype(np.float64)
+    vis = d.landmarks[:, 2]
+    width = max(float(np.linalg.norm(lm[7] - lm[8])), 0.35 * float(np.linalg.norm(lm[11] - lm[12])), 3.0)
+    up = np.array([0.0, -1.0])
+    if min(vis[23], vis[24]) >= PRESENT_VISIBILITY:
+        axis = (lm[11] + lm[12]) / 2 - (lm[23] + lm[24]) / 2
+        if np.linalg.norm(axis) > 1e-6:
+            up = axis / np.linalg.norm(axis)
+    centres = np.stack([(lm[0] + (lm[9] + lm[10]) / 2) / 2, (lm[2] + lm[5]) / 2 + 0.6 * width * up])
+    r = 0.25 * width
+    colours = []
+    for cx, cy in centres:
+        x0, x1 = max(0, int(np.floor(cx - r))), min(w, int(np.ceil(cx + r)) + 1)
+        y0, y1 = max(0, int(np.floor(cy - r))), min(h, int(np.ceil(cy + r)) + 1)
+        if x1 <= x0 or y1 <= y0:
+            return False
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        inside = ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r) & d.mask[y0:y1, x0:x1]
+        if inside.sum() < 3:
+            return False
+        pixels = image[y0:y1, x0:x1][inside].reshape(-1, 1, 3)
+        colours.append(np.median(rgb2lab(pixels).reshape(-1, 3), axis=0))
+    return float(np.linalg.norm(colours[0] - colours[1])) < SAME_HEAD_COLOUR
 
 
 def _is_person(d: Detection, size: tuple[int, int]) -> bool:
