@@ -240,3 +240,81 @@ def test_a_collar_above_the_shoulders_is_clothing_when_it_is_not_hair_coloured()
     image[:52, 55:66][mask[:52, 55:66] & (np.arange(52)[:, None] > 22)] = skin  # the neck stays skin
     labels = coarse_parsing(mask, keypoints(FRONT), image)
     assert label_at(labels, 44, 38) == L["hair"] and label_at(labels, 76, 38) == L["upper-clothes"]
+
+
+def _rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """YCbCr (JPEG's, 0-255) -> RGB uint8, written out independently of the module's converter."""
+    y, cb, cr = (ycbcr[..., i].astype(np.float64) for i in range(3))
+    rgb = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)], -1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _shaded_skin(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` skin pixels as a real face shows them: lightness, Cb and Cr spread by shading and redness."""
+    rng = np.random.default_rng(seed)
+    return _rgb(np.stack([rng.uniform(120, 200, n), rng.uniform(97, 117, n), rng.uniform(143, 169, n)], -1))
+
+
+def test_light_trousers_are_not_bare_legs():
+    """A face whose skin varies as real skin does (and sunglasses) once made a wide skin model
+    that took stone-coloured trousers for bare legs; skin lies in a chroma box they are outside."""
+    mask, kp = draw_person(FRONT), keypoints(FRONT)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (40, 60, 160)  # a blue shirt
+    head = mask & (np.arange(H)[:, None] < 52)
+    image[head] = _shaded_skin(int(head.sum()))
+    image[22:27, 48:72][mask[22:27, 48:72]] = (25, 25, 28)  # sunglasses
+    image[:18][mask[:18]] = (60, 35, 20)  # hair
+    image[:, :40][mask[:, :40]] = _shaded_skin(int(mask[:, :40].sum()), seed=1)  # a bare right arm
+    image[110:][mask[110:]] = (200, 195, 180)  # stone trousers down to the feet
+    labels = coarse_parsing(mask, kp, image)
+    legs = np.isin(labels[110:175], (L["left-leg"], L["right-leg"]))
+    assert legs.sum() == 0
+    assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 160) == L["pants"]
+    arm = labels[60:110, :40][mask[60:110, :40]]
+    assert (arm == L["right-arm"]).mean() > 0.9  # shaded skin on the arm is still skin
+
+
+def test_a_collar_below_the_chin_is_clothing():
+    mask, kp = draw_person(FRONT), keypoints(FRONT)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (200, 90, 30)
+    image[:52][mask[:52]] = (224, 172, 140)
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[40:52][mask[40:52]] = (20, 20, 22)  # a black turtleneck from below the chin
+    labels = coarse_parsing(mask, kp, image)
+    assert label_at(labels, 60, 43) == L["upper-clothes"]  # the neck capsule over the collar
+    assert label_at(labels, 60, 33) == L["face"] and label_at(labels, 60, 38) == L["face"]  # mouth and chin
+    assert label_at(coarse_parsing(mask, kp), 60, 43) == L["face"]  # without the photo: the neck is face
+
+
+def test_trousers_filling_the_gap_down_to_the_feet_are_not_a_skirt():
+    """Wide trousers fill the gap between spread thighs as a skirt does, but their colour goes
+    on down the shins; below a skirt are legs (skin or tights of another colour)."""
+    joints = dict(FRONT, **{"r-knee": (38, 145), "r-ankle": (34, 178), "l-knee": (82, 145), "l-ankle": (86, 178)})
+    mask = draw_person(joints)
+    rr, cc = polygon([110, 110, 150, 150], [46, 74, 88, 32], shape=mask.shape)
+    mask[rr, cc] = True
+    kp = keypoints(joints)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (40, 60, 160)
+    image[:52][mask[:52]] = (224, 172, 140)
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[110:][mask[110:]] = (30, 40, 90)  # navy trousers to the feet
+    labels = coarse_parsing(mask, kp, image)
+    assert label_at(labels, 60, 135) == L["pants"] and label_at(labels, 40, 165) == L["pants"]
+    image[152:][mask[152:]] = (224, 172, 140)  # the same garment ending at the knees: a skirt
+    labels = coarse_parsing(mask, kp, image)
+    assert label_at(labels, 60, 135) == L["skirt"] and label_at(labels, 40, 140) == L["skirt"]
+    assert label_at(labels, 36, 165) == L["right-leg"]
+
+
+def test_a_raised_hand_is_arm_not_hair():
+    """Above the shoulders, mask pixels away from the arm bones were hair (hair over the
+    shoulders); a hand goes on beyond the wrist, so a raised hand stays arm."""
+    joints = dict(FRONT, **{"r-elbow": (24, 38), "r-wrist": (22, 18)})
+    mask = draw_person(joints)
+    mask[disk((8, 21), 6, shape=mask.shape)] = True  # the hand, fingers up
+    labels = coarse_parsing(mask, keypoints(joints))
+    assert label_at(labels, 21, 8) == L["right-arm"] and label_at(labels, 21, 4) == L["right-arm"]
+    assert label_at(labels, 60, 14) == L["hair"]  # the top of the head is still hair

@@ -20,7 +20,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   along the torso's axis by :data:`THIGH` / :data:`SHIN` torso lengths), so thighs are never
   left to the arms. Leg pixels beyond 90 % of the knee -> ankle segment become
   **left-shoe 18** / **right-shoe 19** (only with a detected ankle).
-* **arms**: the chains shoulder -> elbow -> wrist: the person's left -> **left-arm 14**,
+* **arms**: the chains shoulder -> elbow -> wrist, and the hand beyond the wrist
+  (:data:`HAND` forearm lengths on along the forearm): the person's left -> **left-arm 14**,
   right -> **right-arm 15** (CIHP left/right are the person's). An arm within
   :data:`ARM_RADIUS` units of its chain wins over the torso and the legs.
 * **head**: a disk around the face joints (nose, eyes, ears), plus the **neck**, a capsule of
@@ -34,12 +35,17 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   decides with a face detector because BlazePose reports a nose on back views too) has
   no face: head and neck are hair.
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
-  the garment is not), the pants are a skirt.
+  the garment is not), the pants are a skirt; with the photo, only when the shins do not
+  have the garment's chroma (wide trousers go on down to the feet).
 
 With the photo (``image``) and a front view, a **skin colour** model is taken from the
-middle of the face (median and spread of the chroma and lightness): arm pixels that are
-not skin are sleeves (upper-clothes), and pants/skirt pixels that are skin are the bare
-legs (**left-leg 16** / **right-leg 17**). A chain uses its consecutive present joints. With
+face's pixels that have a skin colour at all (inside the Cb x Cr box of Chai and Ngan:
+sunglasses, beards and grey photos stay out; median and spread, the chroma spread capped):
+a pixel is skin when it is near that model and inside the box. Arm pixels that are not
+skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
+collar (upper-clothes), and pants/skirt pixels that are skin are the bare legs
+(**left-leg 16** / **right-leg 17**; specks smaller than a tenth of a shoulder width
+squared stay cloth). A chain uses its consecutive present joints. With
 no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised over
 pixels: one ``(S, H, W)`` distance stack for the S segments.
 """
@@ -73,6 +79,7 @@ _CHAINS = {_R_ARM: (2, 3, 4), _L_ARM: (5, 6, 7), _R_LEG: (8, 9, 10), _L_LEG: (11
 COLLAR = 0.15  # units the torso reaches above the shoulder joints
 NECK_RADIUS = 0.14  # neck half-width, in units
 ARM_RADIUS = 0.12  # arm half-width in units: within it an arm beats torso and legs
+HAND = 0.6  # the hand goes on beyond the wrist along the forearm, this many forearm lengths
 THIGH, SHIN = 0.85, 0.85  # hip -> knee and knee -> ankle, in torso lengths (for missing joints)
 THIGH_RADIUS = 0.2  # thigh half-width in units (the gap between the thighs starts beyond it)
 SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
@@ -80,6 +87,13 @@ SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
 FACE_HALF_WIDTH = 1.6  # face half-width, in steps
 SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads of the median colour
+# Skin colours lie in this Cb x Cr box (YCbCr, 0-255; the box of Chai and Ngan, 1999): face
+# pixels outside it (sunglasses, goggles, a beard, a grey photo) do not enter the skin model,
+# and no pixel outside it is skin (beige and khaki cloth has Cr < 133).
+SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
+MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
+SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
+SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
 
 
 def _body_unit(kp: np.ndarray, present: np.ndarray, mask: np.ndarray) -> float:
@@ -231,6 +245,9 @@ def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float, face):
         joints = [j for j in chain if present[j]]
         for a, b in zip(joints[:-1], joints[1:]):
             capsules.append((kp[a], kp[b], 0.0, part))
+        elbow, wrist = chain[1], chain[2]
+        if part in (_L_ARM, _R_ARM) and present[elbow] and present[wrist]:  # the hand, beyond the wrist
+            capsules.append((kp[wrist], kp[wrist] + HAND * (kp[wrist] - kp[elbow]), 0.0, part))
 
     for corners, part in quads:  # a filled quad's edges give its distance outside it
         for k in range(4):
@@ -270,6 +287,40 @@ def _colour_model(image: np.ndarray, pixels: np.ndarray):
     return med, np.maximum(spread, np.array([12.0, 4.0, 4.0]))
 
 
+def _skin_model(image: np.ndarray, face: np.ndarray):
+    """The skin colour model from the ``face`` pixels that have a skin colour at all (see
+    :data:`SKIN_CB`), its spread capped at :data:`SKIN_SPREAD_CAP`; None when fewer than
+    :data:`MIN_SKIN_SHARE` of the face (or 30 pixels) qualify: a masked or grey face."""
+    if face.sum() < 30:
+        return None
+    ycc = _ycbcr(image[face])
+    skin = _in_skin_box(ycc)
+    if skin.sum() < max(30, MIN_SKIN_SHARE * len(ycc)):
+        return None
+    med = np.median(ycc[skin], 0)
+    spread = 1.4826 * np.median(np.abs(ycc[skin] - med), 0)
+    return med, np.clip(spread, np.array([12.0, 4.0, 4.0]), SKIN_SPREAD_CAP)
+
+
+def _without_specks(region: np.ndarray, min_area: float) -> np.ndarray:
+    """``region`` without its connected parts (8-connected) smaller than ``min_area`` pixels."""
+    from scipy import ndimage
+
+    parts, n = ndimage.label(region, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return region
+    sizes = np.bincount(parts.ravel(), minlength=n + 1)
+    keep = sizes >= min_area
+    keep[0] = False
+    return keep[parts]
+
+
+def _in_skin_box(ycc: np.ndarray) -> np.ndarray:
+    """``(...)`` bool: YCbCr colours ``(..., 3)`` inside the skin box (:data:`SKIN_CB`, :data:`SKIN_CR`)."""
+    return ((ycc[..., 1] >= SKIN_CB[0]) & (ycc[..., 1] <= SKIN_CB[1])
+            & (ycc[..., 2] >= SKIN_CR[0]) & (ycc[..., 2] <= SKIN_CR[1]))
+
+
 def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.float32)
     y = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
@@ -278,11 +329,13 @@ def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.stack([y, cb, cr], -1)
 
 
-def _has_colour(image: np.ndarray, model) -> np.ndarray:
-    """``(H, W)`` bool: pixels within the model's spread (lightness and chroma)."""
+def _has_colour(image: np.ndarray, model, lightness: bool = True) -> np.ndarray:
+    """``(H, W)`` bool: pixels within the model's spread (lightness, unless ``lightness`` is
+    False: shading changes it, and chroma)."""
     med, spread = model
     z = (_ycbcr(image) - med) / spread
-    return (np.abs(z[..., 0]) <= SKIN_LIGHTNESS) & (np.hypot(z[..., 1], z[..., 2]) <= SKIN_CHROMA)
+    near = np.hypot(z[..., 1], z[..., 2]) <= SKIN_CHROMA
+    return near & (np.abs(z[..., 0]) <= SKIN_LIGHTNESS) if lightness else near
 
 
 def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = None,
@@ -349,7 +402,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
 
     labels_all = _PART_LABEL[nearest]
     legs = np.isin(nearest, (_L_LEG, _R_LEG))
-    if _skirt(mask, kp, present, detected, unit):
+    if _skirt(mask, kp, present, detected, unit, image):
         labels_all = np.where(legs, np.uint8(SKIRT), labels_all)
     for part, shoe, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
         if detected[ankle]:
@@ -368,25 +421,33 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     if image is not None and face is not None:
         image = np.asarray(image)
         # hair below the eyes must look like the hair above them (else: a collar, a hood)
-        eye, up, _ = face
+        eye, up, step = face
         low = _grid_along(h, w, eye, up) < 0
         hair_model = _colour_model(image, (labels == HAIR) & ~low)
         if hair_model is not None:
             labels[low & (labels == HAIR) & ~_has_colour(image, hair_model)] = UPPER
         core = labels == FACE
-        skin_model = _colour_model(image, core & ~(mask & (nearest == _NECK_PART)))
+        skin_model = _skin_model(image, core & ~(mask & (nearest == _NECK_PART)))
         if skin_model is not None:
-            skin = _has_colour(image, skin_model) & mask
+            skin = _has_colour(image, skin_model) & _in_skin_box(_ycbcr(image)) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
+            below_chin = _grid_along(h, w, eye, up) < -CHIN * step
+            labels[(labels == FACE) & (nearest == _NECK_PART) & below_chin & ~skin] = UPPER  # a collar
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
+            bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
     return labels
 
 
-def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float) -> bool:
-    """True when the mask fills the gap between two detected, spread thighs (a skirt or a dress)."""
+def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
+           image: np.ndarray | None = None) -> bool:
+    """True when the mask fills the gap between two detected, spread thighs (a skirt or a
+    dress). With the photo, the garment must also end above the shins: when most of the
+    shins (:data:`SHIN_BAND` of the way from knee to ankle) have the chroma of the gap (its
+    lightness is left out: the gap is often in shadow), the legs wear pants that are wide
+    or close together."""
     legs = (_R_HIP, _R_KNEE, _L_HIP, _L_KNEE)
     if not detected[list(legs)].all():
         return False
@@ -402,7 +463,25 @@ def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.n
     if length2 <= 0:
         return False
     gap &= _grid_along(h, w, mid_hip, axis) / length2 >= 0.5
-    return gap.sum() >= 12 and float(mask[gap].mean()) >= SKIRT_FILL
+    if gap.sum() < 12 or float(mask[gap].mean()) < SKIRT_FILL:
+        return False
+    if image is None:
+        return True
+    garment = _colour_model(np.asarray(image), gap & mask)
+    if garment is None:
+        return True
+    shins = np.zeros((h, w), bool)
+    for _, knee, ankle in (_CHAINS[_R_LEG], _CHAINS[_L_LEG]):
+        shin = kp[ankle] - kp[knee]
+        if not present[ankle] or float(shin @ shin) <= 0:
+            continue
+        along = _grid_along(h, w, kp[knee], shin) / float(shin @ shin)
+        near = _segment_distances(kp[[[knee, ankle]]], h, w)[0] <= THIGH_RADIUS * unit
+        shins |= near & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
+    shins &= mask
+    if shins.sum() < 12:
+        return True
+    return float(_has_colour(np.asarray(image), garment, lightness=False)[shins].mean()) < 0.5
 
 
 __all__ = ["coarse_parsing"]
