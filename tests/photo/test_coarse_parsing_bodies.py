@@ -58,6 +58,7 @@ def test_parsing_of_synthetic_people_from_keypoints_and_mask(people):
 
 def test_colours_separate_sleeves_from_arms_and_bare_legs_from_pants(people):
     s = scores(people, with_image=True)
-    assert s["accuracy"] >= 0.76, s
-    assert s["arms"] >= 0.55 and s["upper-clothes"] >= 0.7, s  # sleeves are clothing
-    assert s["legs"] >= 0.4, s  # bare legs under shorts and skirts
+    assert s["accuracy"] >= 0.81, s  # 0.78 before the skin box, the collar and the hands
+    assert s["arms"] >= 0.7 and s["upper-clothes"] >= 0.83, s  # sleeves are clothing, hands are arms
+    assert s["legs"] >= 0.5 and s["pants"] >= 0.6, s  # bare legs under shorts and skirts, not in pants
+    assert s["face"] >= 0.62, s  # a collar below the chin is clothing (0.57 before)
