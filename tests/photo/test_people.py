@@ -121,3 +121,18 @@ def test_no_person_made_of_a_hand(found):
     is painted over; a body spans more than a hand."""
     people, persons = found["coco_000000000785.jpg"]
     assert len(persons) == 1 and len(people) == 1
+
+
+def test_no_phantom_person_in_a_shadow_or_an_engine(found):
+    """The window search once took a skeleton in a truck's shadow (mpii_051423444) and one in
+    an engine bay (mpii_004645041) for people; their segmentation is unsure (fewer than 75 %
+    of their mask pixels at probability 0.9, real people here have 81-94 %)."""
+    from spgnet.photo.detect import MIN_CERTAINTY
+
+    for name in ("mpii_051423444.jpg", "mpii_004645041.jpg"):
+        people, persons = found[name]
+        assert len(people) == 1, (name, [round(d.certainty, 2) for d in people])
+        truth = np.array(persons[0]["keypoints"], np.float32)
+        assert hits(truth, people[0].keypoints, persons[0]["head_size"]).sum() >= 9, name
+    for name in ("coco_000000197388.jpg", "coco_000000196141.jpg", "mpii_052475643.jpg"):
+        assert all(d.certainty >= MIN_CERTAINTY for d in found[name][0]), name

@@ -92,6 +92,8 @@ class Detection:
     landmarks  (33, 3) float32  raw BlazePose landmarks: x, y (pixel centres, may lie off the
                                 image), visibility
     facing     str | None       "front" or "back" (see :meth:`PoseDetector.facing`), None if not decided
+    certainty  float            share of the mask's pixels whose segmentation probability is at
+                                least 0.9 (1.0 when no probabilities were seen)
     """
 
     keypoints: np.ndarray
@@ -99,6 +101,7 @@ class Detection:
     score: float
     landmarks: np.ndarray
     facing: str | None = None  # "front" / "back" once decided by PoseDetector.detect_people, else None
+    certainty: float = 1.0
 
 
 def landmarks_to_openpose18(landmarks: np.ndarray, size: tuple[int, int], visibility_threshold: float = 0.5) -> np.ndarray:
@@ -218,16 +221,18 @@ class PoseDetector:
         raw = np.array([(p.x, p.y, p.visibility) for p in result.pose_landmarks.landmark], dtype=np.float32)  # (33, 3)
         raw[:, 0] = raw[:, 0] * w - 0.5  # normalised (edge) coordinates -> pixel centres
         raw[:, 1] = raw[:, 1] * h - 0.5
-        mask = (
-            np.asarray(result.segmentation_mask) >= MASK_THRESHOLD
-            if result.segmentation_mask is not None
-            else np.zeros((h, w), bool)
-        )
+        if result.segmentation_mask is not None:
+            probability = np.asarray(result.segmentation_mask)
+            mask = probability >= MASK_THRESHOLD
+            certainty = float((probability >= SURE_PIXEL).sum() / mask.sum()) if mask.any() else 0.0
+        else:
+            mask, certainty = np.zeros((h, w), bool), 1.0
         return Detection(
             keypoints=landmarks_to_openpose18(raw, (h, w), self.visibility_threshold),
             mask=mask,
             score=float(raw[_SOURCES, 2].mean()),
             landmarks=raw,
+            certainty=certainty,
         )
 
     def __call__(self, images: Iterable[np.ndarray]) -> list[Detection | None]:
@@ -248,7 +253,8 @@ class PoseDetector:
         lm[:, 1] += y0
         mask = np.zeros((h, w), bool)
         mask[y0:y1, x0:x1] = found.mask
-        return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), mask, found.score, lm)
+        return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), mask, found.score, lm,
+                         certainty=found.certainty)
 
     def facing(self, image: np.ndarray, d: Detection) -> str:
         """``"front"`` or ``"back"``: which side of the person ``d`` the photo shows.
@@ -308,7 +314,10 @@ class PoseDetector:
         painted over, and on overlapping half-size windows (images whose short side is at
         least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
         are found. Candidates that are the same person are merged, each person is detected
-        once more on a window around it (its final keypoints and mask), and every mask is
+        once more on a window around it (its final keypoints and mask), people other than
+        the whole-image run's whose segmentation is unsure (fewer than
+        :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
+        skeleton seen in a shadow or in a machine) are dropped, and every mask is
         restricted to the pixels nearer this person's skeleton than anyone else's. An
         empty list means no person.
         """
@@ -322,6 +331,8 @@ PRESENT_VISIBILITY = 0.5  # landmark visibility counted as "seen" by the search
 MIN_SEEN_LANDMARKS = 3  # a candidate must show at least this many body landmarks ...
 MIN_MASK_SUPPORT = 0.5  # ... and at least this fraction of them must lie on its person mask
 MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height or width)
+SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
+MIN_CERTAINTY = 0.75  # a person found beside the first needs this share of sure pixels in its mask
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 
@@ -498,6 +509,7 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
         add(detector._detect_window(image, box))
 
     people: list[Detection] = []
+    unsure: list[Detection] = []
     for c in sorted(candidates, key=lambda d: -d.score)[:max_people]:
         if c is whole:  # seen whole and unobstructed: the view BlazePose is made for
             tries = []
@@ -505,8 +517,13 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
             tries = [detector._detect_window(image, _refine_box(c, size, margin)) for margin in CROP_MARGINS]
         tries = [t for t in tries if t is not None and _is_person(t, size) and _same_person(t, c, size)]
         d = max([c, *tries], key=lambda t: t.score)  # the most confident view of this person
+        if c is not whole and d.certainty < MIN_CERTAINTY:  # a skeleton in a shadow or a machine
+            unsure.append(d)
+            continue
         if not any(_same_person(p, d, size) for p in people):
             people.append(d)
+    if not people and unsure:  # nobody sure: the most certain rather than nobody
+        people.append(max(unsure, key=lambda t: t.certainty))
     _share_masks(people, size)
     for d in people:
         d.facing = detector.facing(image, d)
