@@ -192,6 +192,19 @@ def test_sequential_fit_switches_phase_at_the_epoch(data_root, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a) == same, name
 
 
+def test_sequential_run_too_short_for_stage2_warns(data_root, tmp_path, capsys):
+    """max_steps within stage 1's epochs: stage 2 never trains, and the run says so."""
+    steps = STEPS_PER_EPOCH - 1
+    cfg = tiny_config(data_root, "train.scheme=sequential", "train.stage1_epochs=1", f"train.max_steps={steps}")
+    Trainer(cfg, run_dir=tmp_path / "short", progress=False).fit()
+    err = capsys.readouterr().err
+    assert f"stage 2 only after train.stage1_epochs=1 epochs (step {STEPS_PER_EPOCH})" in err
+    assert "stage 2 will not train" in (tmp_path / "short" / "log.txt").read_text()
+    cfg = tiny_config(data_root, "train.scheme=sequential", "train.stage1_epochs=1", f"train.max_steps={steps + 3}")
+    Trainer(cfg, run_dir=tmp_path / "long", progress=False).fit()
+    assert "stage 2 will not train" not in capsys.readouterr().err
+
+
 def test_image_logging_does_not_change_training(data_root, tmp_path):
     """Image grids every step vs never: the same weights and BatchNorm statistics."""
     runs = {}

@@ -61,6 +61,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -636,6 +637,15 @@ class Trainer:
         self.log.text(f"training {self.cfg.name}: scheme={t.scheme} epochs={t.epochs} max_steps={t.max_steps} "
                       f"device={self.device} world_size={self.dist.world_size}"
                       + (f" ema_decay={t.ema_decay:g}" if self.ema else ""))
+        if t.scheme == "sequential" and self.epoch < t.stage1_epochs:
+            stage2_from = min(t.stage1_epochs, t.epochs) * (self.sampler.num_samples // t.batch_size)
+            if (t.max_steps and t.max_steps <= stage2_from) or t.epochs <= t.stage1_epochs:
+                warning = (f"warning: scheme=sequential trains stage 2 only after train.stage1_epochs="
+                           f"{t.stage1_epochs} epochs (step {stage2_from}), but the run ends before that "
+                           f"(train.max_steps={t.max_steps}, train.epochs={t.epochs}): stage 2 will not train")
+                self.log.text(warning)
+                if self.dist.is_main:
+                    print(warning, file=sys.stderr)
         done = bool(t.max_steps) and self.step >= t.max_steps  # resuming a finished run
         while self.epoch < t.epochs and not done:
             self.sampler.set_epoch(self.epoch, start=self.epoch_step * t.batch_size)
