@@ -318,3 +318,28 @@ def test_a_raised_hand_is_arm_not_hair():
     labels = coarse_parsing(mask, keypoints(joints))
     assert label_at(labels, 21, 8) == L["right-arm"] and label_at(labels, 21, 4) == L["right-arm"]
     assert label_at(labels, 60, 14) == L["hair"]  # the top of the head is still hair
+
+
+def test_a_skirt_of_the_tops_colour_is_a_dress():
+    joints = dict(FRONT, **{"r-knee": (38, 145), "r-ankle": (34, 178), "l-knee": (82, 145), "l-ankle": (86, 178)})
+    mask = draw_person(joints)
+    rr, cc = polygon([110, 110, 150, 150], [46, 74, 88, 32], shape=mask.shape)
+    mask[rr, cc] = True
+    kp = keypoints(joints)
+    skin, red, navy = (224, 172, 140), (170, 30, 40), (30, 40, 90)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = red  # one red garment from the shoulders to the knees
+    image[:52][mask[:52]] = skin
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[:, :40][(np.arange(H)[:, None] < 110) & mask[:, :40]] = skin  # bare arms
+    image[:, 80:][(np.arange(H)[:, None] < 110) & mask[:, 80:]] = skin
+    image[152:][mask[152:]] = skin  # bare shins
+    labels = coarse_parsing(mask, kp, image)
+    assert label_at(labels, 60, 80) == L["dress"] and label_at(labels, 60, 135) == L["dress"]
+    assert label_at(labels, 36, 165) == L["right-leg"] and label_at(labels, 28, 92) == L["right-arm"]
+    image[52:110][mask[52:110]] = navy  # a navy top over a red skirt: top and skirt
+    image[:, :40][(np.arange(H)[:, None] < 110) & mask[:, :40]] = skin
+    image[:, 80:][(np.arange(H)[:, None] < 110) & mask[:, 80:]] = skin
+    labels = coarse_parsing(mask, kp, image)
+    assert label_at(labels, 60, 80) == L["upper-clothes"] and label_at(labels, 60, 135) == L["skirt"]
+    assert not (labels == L["dress"]).any()

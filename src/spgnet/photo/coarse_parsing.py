@@ -36,7 +36,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   no face: head and neck are hair.
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
-  have the garment's chroma (wide trousers go on down to the feet).
+  have the garment's chroma (wide trousers go on down to the feet). With the photo, a
+  skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
+  pixels of that colour and the skirt).
 
 With the photo (``image``) and a front view, a **skin colour** model is taken from the
 face's pixels that have a skin colour at all (inside the Cb x Cr box of Chai and Ngan:
@@ -60,6 +62,7 @@ from spgnet.pose import check_keypoints, is_missing
 
 FACE, HAIR = LABEL_INDEX["face"], LABEL_INDEX["hair"]
 UPPER, PANTS, SKIRT = LABEL_INDEX["upper-clothes"], LABEL_INDEX["pants"], LABEL_INDEX["skirt"]
+DRESS = LABEL_INDEX["dress"]
 LEFT_ARM, RIGHT_ARM = LABEL_INDEX["left-arm"], LABEL_INDEX["right-arm"]
 LEFT_LEG, RIGHT_LEG = LABEL_INDEX["left-leg"], LABEL_INDEX["right-leg"]
 LEFT_SHOE, RIGHT_SHOE = LABEL_INDEX["left-shoe"], LABEL_INDEX["right-shoe"]
@@ -83,6 +86,7 @@ HAND = 0.6  # the hand goes on beyond the wrist along the forearm, this many for
 THIGH, SHIN = 0.85, 0.85  # hip -> knee and knee -> ankle, in torso lengths (for missing joints)
 THIGH_RADIUS = 0.2  # thigh half-width in units (the gap between the thighs starts beyond it)
 SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
+SAME_GARMENT = 8.0  # CIELAB distance of the median colours of skirt and top below which they are one dress
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
 FACE_HALF_WIDTH = 1.6  # face half-width, in steps
@@ -438,7 +442,29 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
+    if image is not None:
+        _dress(labels, np.asarray(image), nearest)
     return labels
+
+
+def _dress(labels: np.ndarray, image: np.ndarray, nearest: np.ndarray) -> None:
+    """A skirt whose garment also covers the torso is a dress (in place): when the median
+    colours of the skirt and of the torso's upper-clothes lie closer than
+    :data:`SAME_GARMENT` (CIELAB), the skirt and the upper-clothes pixels of the skirt's
+    colour (within the spreads of :func:`_colour_model`) become **dress 6**; the rest of
+    the upper-clothes (a jacket, sleeves of another colour) stays."""
+    skirt = labels == SKIRT
+    torso = (labels == UPPER) & (nearest == _TORSO)
+    if skirt.sum() < 30 or torso.sum() < 30:
+        return
+    from skimage.color import rgb2lab
+
+    medians = [np.median(rgb2lab(image[region].reshape(-1, 1, 3)).reshape(-1, 3), 0) for region in (skirt, torso)]
+    if float(np.linalg.norm(medians[0] - medians[1])) >= SAME_GARMENT:
+        return
+    same = _has_colour(image, _colour_model(image, skirt))
+    labels[(labels == UPPER) & same] = DRESS
+    labels[skirt] = DRESS
 
 
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
