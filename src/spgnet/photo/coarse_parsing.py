@@ -280,30 +280,33 @@ def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face) ->
     labels[neck] = FACE
 
 
-def _colour_model(image: np.ndarray, pixels: np.ndarray):
-    """Median and spread of the colour (YCbCr) of ``pixels`` (e.g. the face's: skin), or None
-    with too few of them."""
+def _median_spread(colours: np.ndarray, cap: np.ndarray | None = None):
+    """Median and spread (MAD as a standard deviation, at least 12 / 4 / 4, at most ``cap``)
+    of ``(N, 3)`` YCbCr colours."""
+    med = np.median(colours, 0)
+    spread = np.maximum(1.4826 * np.median(np.abs(colours - med), 0), np.array([12.0, 4.0, 4.0]))
+    return med, spread if cap is None else np.minimum(spread, cap)
+
+
+def _colour_model(ycc: np.ndarray, pixels: np.ndarray):
+    """Median and spread of the colours of ``pixels`` in the YCbCr photo ``ycc`` (e.g. the
+    hair's), or None with too few of them."""
     if pixels.sum() < 30:
         return None
-    ycc = _ycbcr(image[pixels])
-    med = np.median(ycc, 0)
-    spread = 1.4826 * np.median(np.abs(ycc - med), 0)  # MAD -> sigma
-    return med, np.maximum(spread, np.array([12.0, 4.0, 4.0]))
+    return _median_spread(ycc[pixels])
 
 
-def _skin_model(image: np.ndarray, face: np.ndarray):
+def _skin_model(ycc: np.ndarray, face: np.ndarray):
     """The skin colour model from the ``face`` pixels that have a skin colour at all (see
     :data:`SKIN_CB`), its spread capped at :data:`SKIN_SPREAD_CAP`; None when fewer than
     :data:`MIN_SKIN_SHARE` of the face (or 30 pixels) qualify: a masked or grey face."""
     if face.sum() < 30:
         return None
-    ycc = _ycbcr(image[face])
-    skin = _in_skin_box(ycc)
-    if skin.sum() < max(30, MIN_SKIN_SHARE * len(ycc)):
+    colours = ycc[face]
+    skin = _in_skin_box(colours)
+    if skin.sum() < max(30, MIN_SKIN_SHARE * len(colours)):
         return None
-    med = np.median(ycc[skin], 0)
-    spread = 1.4826 * np.median(np.abs(ycc[skin] - med), 0)
-    return med, np.clip(spread, np.array([12.0, 4.0, 4.0]), SKIN_SPREAD_CAP)
+    return _median_spread(colours[skin], SKIN_SPREAD_CAP)
 
 
 def _without_specks(region: np.ndarray, min_area: float) -> np.ndarray:
@@ -333,11 +336,11 @@ def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.stack([y, cb, cr], -1)
 
 
-def _has_colour(image: np.ndarray, model, lightness: bool = True) -> np.ndarray:
-    """``(H, W)`` bool: pixels within the model's spread (lightness, unless ``lightness`` is
-    False: shading changes it, and chroma)."""
+def _has_colour(ycc: np.ndarray, model, lightness: bool = True) -> np.ndarray:
+    """``(H, W)`` bool: pixels of the YCbCr photo ``ycc`` within the model's spread
+    (lightness, unless ``lightness`` is False: shading changes it, and chroma)."""
     med, spread = model
-    z = (_ycbcr(image) - med) / spread
+    z = (ycc - med) / spread
     near = np.hypot(z[..., 1], z[..., 2]) <= SKIN_CHROMA
     return near & (np.abs(z[..., 0]) <= SKIN_LIGHTNESS) if lightness else near
 
@@ -406,7 +409,8 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
 
     labels_all = _PART_LABEL[nearest]
     legs = np.isin(nearest, (_L_LEG, _R_LEG))
-    if _skirt(mask, kp, present, detected, unit, image):
+    ycc = None if image is None else _ycbcr(np.asarray(image))  # the photo in YCbCr, for every colour rule
+    if _skirt(mask, kp, present, detected, unit, ycc):
         labels_all = np.where(legs, np.uint8(SKIRT), labels_all)
     for part, shoe, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
         if detected[ankle]:
@@ -423,31 +427,31 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
 
     if image is not None and face is not None:
-        image = np.asarray(image)
         # hair below the eyes must look like the hair above them (else: a collar, a hood)
         eye, up, step = face
-        low = _grid_along(h, w, eye, up) < 0
-        hair_model = _colour_model(image, (labels == HAIR) & ~low)
+        above_eyes = _grid_along(h, w, eye, up)
+        low = above_eyes < 0
+        hair_model = _colour_model(ycc, (labels == HAIR) & ~low)
         if hair_model is not None:
-            labels[low & (labels == HAIR) & ~_has_colour(image, hair_model)] = UPPER
+            labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_model)] = UPPER
         core = labels == FACE
-        skin_model = _skin_model(image, core & ~(mask & (nearest == _NECK_PART)))
+        skin_model = _skin_model(ycc, core & ~(mask & (nearest == _NECK_PART)))
         if skin_model is not None:
-            skin = _has_colour(image, skin_model) & _in_skin_box(_ycbcr(image)) & mask
+            skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
-            below_chin = _grid_along(h, w, eye, up) < -CHIN * step
+            below_chin = above_eyes < -CHIN * step
             labels[(labels == FACE) & (nearest == _NECK_PART) & below_chin & ~skin] = UPPER  # a collar
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
     if image is not None:
-        _dress(labels, np.asarray(image), nearest)
+        _dress(labels, np.asarray(image), ycc, nearest)
     return labels
 
 
-def _dress(labels: np.ndarray, image: np.ndarray, nearest: np.ndarray) -> None:
+def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.ndarray) -> None:
     """A skirt whose garment also covers the torso is a dress (in place): when the median
     colours of the skirt and of the torso's upper-clothes lie closer than
     :data:`SAME_GARMENT` (CIELAB), the skirt and the upper-clothes pixels of the skirt's
@@ -462,13 +466,13 @@ def _dress(labels: np.ndarray, image: np.ndarray, nearest: np.ndarray) -> None:
     medians = [np.median(rgb2lab(image[region].reshape(-1, 1, 3)).reshape(-1, 3), 0) for region in (skirt, torso)]
     if float(np.linalg.norm(medians[0] - medians[1])) >= SAME_GARMENT:
         return
-    same = _has_colour(image, _colour_model(image, skirt))
+    same = _has_colour(ycc, _colour_model(ycc, skirt))
     labels[(labels == UPPER) & same] = DRESS
     labels[skirt] = DRESS
 
 
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
-           image: np.ndarray | None = None) -> bool:
+           ycc: np.ndarray | None = None) -> bool:
     """True when the mask fills the gap between two detected, spread thighs (a skirt or a
     dress). With the photo, the garment must also end above the shins: when most of the
     shins (:data:`SHIN_BAND` of the way from knee to ankle) have the chroma of the gap (its
@@ -491,9 +495,9 @@ def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.n
     gap &= _grid_along(h, w, mid_hip, axis) / length2 >= 0.5
     if gap.sum() < 12 or float(mask[gap].mean()) < SKIRT_FILL:
         return False
-    if image is None:
+    if ycc is None:  # without the photo (its YCbCr ``ycc``) the silhouette decides
         return True
-    garment = _colour_model(np.asarray(image), gap & mask)
+    garment = _colour_model(ycc, gap & mask)
     if garment is None:
         return True
     shins = np.zeros((h, w), bool)
@@ -507,7 +511,7 @@ def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.n
     shins &= mask
     if shins.sum() < 12:
         return True
-    return float(_has_colour(np.asarray(image), garment, lightness=False)[shins].mean()) < 0.5
+    return float(_has_colour(ycc, garment, lightness=False)[shins].mean()) < 0.5
 
 
 __all__ = ["coarse_parsing"]
