@@ -54,8 +54,20 @@ def test_every_annotated_person_is_found_and_pckh(found):
             assert best >= 0.4 * (truth >= 0).all(1).sum(), (name, best)  # each person is found
             right += best
             total += int((truth >= 0).all(1).sum())
-    # measured 0.763 at the default visibility (docs/photos.md); one run per photo reached 0.333
-    assert right / total >= 0.74, right / total
+    # measured 0.791 at the default visibility (docs/photos.md); one run per photo reached 0.333
+    assert right / total >= 0.78, right / total
+
+
+def test_a_skeleton_mixed_from_two_people_loses_to_a_clean_view(found):
+    """The skier in front (coco_000000197388, the fourth annotated person, bent forward) and the
+    skier behind her overlap: the whole-image run takes her legs and the upper body of the skier
+    behind (8 of 17 joints right) with a higher visibility than the window that sees her alone
+    (15 of 17). Its segmentation is less sure (81 % of its mask pixels against 91 %), and
+    views are compared by visibility times that certainty."""
+    people, persons = found["coco_000000197388.jpg"]
+    truth = np.array(persons[3]["keypoints"], np.float32)
+    best = max(hits(truth, d.keypoints, None).sum() for d in people)
+    assert best >= 15, best
 
 
 def test_group_photos_count_and_disjoint_masks(found):
@@ -118,15 +130,18 @@ def test_prepare_photos_records_notes(tmp_path):
 
 def test_no_person_made_of_a_hand(found):
     """The lone skier: BlazePose also 'finds' a few landmarks on her hand and pole once she
-    is painted over; a body spans more than a hand."""
+    is painted over (a body spans more than a hand), and a window cutting her at the waist
+    shows a squashed skeleton that is not recognised as her: every closer look around it
+    shows the skier already found, so it is a piece of her, not a second person."""
     people, persons = found["coco_000000000785.jpg"]
     assert len(persons) == 1 and len(people) == 1
 
 
 def test_no_phantom_person_in_a_shadow_or_an_engine(found):
     """The window search once took a skeleton in a truck's shadow (mpii_051423444) and one in
-    an engine bay (mpii_004645041) for people; their segmentation is unsure (fewer than 75 %
-    of their mask pixels at probability 0.9, real people here have 81-94 %)."""
+    an engine bay (mpii_004645041) for people; their segmentation is unsure (on average over
+    their views 69 % and 71 % of their mask pixels at probability 0.9, under the 75 % asked
+    for; the real people here have 85-94 %)."""
     from spgnet.photo.detect import MIN_CERTAINTY
 
     for name in ("mpii_051423444.jpg", "mpii_004645041.jpg"):

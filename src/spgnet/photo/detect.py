@@ -314,8 +314,12 @@ class PoseDetector:
         painted over, and on overlapping half-size windows (images whose short side is at
         least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
         are found. Candidates that are the same person are merged, each person is detected
-        once more on a window around it (its final keypoints and mask), people other than
-        the whole-image run's whose segmentation is unsure (fewer than
+        once more on windows around it, and of all its views the one with the highest
+        visibility times segmentation certainty gives its keypoints and mask (a skeleton
+        mixed from two overlapping people is seen with high visibility but an unsure
+        segmentation). A candidate whose closer looks all show someone already found was a
+        piece of them (a body cut by a window) and goes; people other than the whole-image
+        run's whose segmentation is unsure (on average over their views, fewer than
         :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
         skeleton seen in a shadow or in a machine) are dropped, and every mask is
         restricted to the pixels nearer this person's skeleton than anyone else's. An
@@ -332,7 +336,7 @@ MIN_SEEN_LANDMARKS = 3  # a candidate must show at least this many body landmark
 MIN_MASK_SUPPORT = 0.5  # ... and at least this fraction of them must lie on its person mask
 MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height or width)
 SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
-MIN_CERTAINTY = 0.75  # a person found beside the first needs this share of sure pixels in its mask
+MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of sure pixels in its masks
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 
@@ -479,6 +483,13 @@ def _share_masks(people: list[Detection], size: tuple[int, int]) -> None:
         d.mask = d.mask & mine
 
 
+def _quality(d: Detection) -> float:
+    """How much to trust one view of a person: BlazePose's mean visibility times the
+    segmentation's certainty. A skeleton mixed from two overlapping people can be seen
+    with high visibility, but its segmentation is unsure where the two bodies meet."""
+    return d.score * d.certainty
+
+
 def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:
     """The search behind :meth:`PoseDetector.detect_people` (see there)."""
     image = np.asarray(image)
@@ -487,16 +498,19 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     h, w = image.shape[:2]
     size = (h, w)
     candidates: list[Detection] = []
+    views: list[list[Detection]] = []  # every view of each candidate
 
     def add(d: Detection | None) -> bool:
         if d is None or not _is_person(d, size):
             return False
         for i, c in enumerate(candidates):
             if _same_person(c, d, size):
-                if d.score > c.score:
+                views[i].append(d)
+                if _quality(d) > _quality(c):
                     candidates[i] = d
                 return False
         candidates.append(d)
+        views.append([d])
         return True
 
     work = image
@@ -510,14 +524,19 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
 
     people: list[Detection] = []
     unsure: list[Detection] = []
-    for c in sorted(candidates, key=lambda d: -d.score)[:max_people]:
+    for i in sorted(range(len(candidates)), key=lambda i: -candidates[i].score)[:max_people]:
+        c = candidates[i]
         if c is whole:  # seen whole and unobstructed: the view BlazePose is made for
             tries = []
         else:  # seen through a window or beside painted-over people: look again around it
             tries = [detector._detect_window(image, _refine_box(c, size, margin)) for margin in CROP_MARGINS]
-        tries = [t for t in tries if t is not None and _is_person(t, size) and _same_person(t, c, size)]
-        d = max([c, *tries], key=lambda t: t.score)  # the most confident view of this person
-        if c is not whole and d.certainty < MIN_CERTAINTY:  # a skeleton in a shadow or a machine
+        seen = [t for t in tries if t is not None and _is_person(t, size)]
+        tries = [t for t in seen if _same_person(t, c, size)]
+        if seen and not tries and all(any(_same_person(p, t, size) for p in people) for t in seen):
+            continue  # every closer look shows someone already found: c was a piece of them
+        d = max([c, *tries], key=_quality)  # the most confident view of this person
+        certainty = float(np.mean([t.certainty for t in views[i] + tries]))
+        if c is not whole and certainty < MIN_CERTAINTY:  # a skeleton in a shadow or a machine
             unsure.append(d)
             continue
         if not any(_same_person(p, d, size) for p in people):
