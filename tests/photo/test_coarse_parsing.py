@@ -343,3 +343,33 @@ def test_a_skirt_of_the_tops_colour_is_a_dress():
     labels = coarse_parsing(mask, kp, image)
     assert label_at(labels, 60, 80) == L["upper-clothes"] and label_at(labels, 60, 135) == L["skirt"]
     assert not (labels == L["dress"]).any()
+
+
+def test_a_flared_skirt_over_closed_legs_is_a_skirt_and_shorts_stay_pants():
+    """Closed legs leave no gap for the skirt to fill; the hem tells: a skirt ends wider than
+    the bare legs below it, shorts end as wide as the thighs."""
+    skin, grey, blue = (224, 172, 140), (90, 90, 95), (40, 60, 160)
+    closed = dict(FRONT, **{"r-hip": (50, 110), "r-knee": (54, 145), "r-ankle": (55, 178),
+                            "l-hip": (70, 110), "l-knee": (66, 145), "l-ankle": (65, 178)})
+    kp = keypoints(closed)
+
+    def dressed(mask: np.ndarray, bottom_to: int) -> np.ndarray:
+        image = np.zeros((H, W, 3), np.uint8)
+        image[mask] = blue
+        image[:52][mask[:52]] = skin
+        image[:18][mask[:18]] = (60, 35, 20)
+        image[110:bottom_to][mask[110:bottom_to]] = grey
+        image[bottom_to:][mask[bottom_to:]] = skin
+        image[178:][mask[178:]] = (20, 20, 20)  # shoes
+        return image
+
+    shorts = draw_person(closed)
+    labels = coarse_parsing(shorts, kp, dressed(shorts, 138))
+    assert label_at(labels, 52, 125) == L["pants"] and label_at(labels, 54, 160) == L["right-leg"]
+    assert not (labels == L["skirt"]).any()
+    skirt = draw_person(closed)
+    rr, cc = polygon([110, 110, 138, 138], [44, 76, 92, 28], shape=skirt.shape)  # an A-line skirt, mid-thigh
+    skirt[rr, cc] = True
+    labels = coarse_parsing(skirt, kp, dressed(skirt, 138))
+    assert label_at(labels, 60, 130) == L["skirt"] and label_at(labels, 38, 134) == L["skirt"]
+    assert label_at(labels, 54, 160) == L["right-leg"] and label_at(labels, 66, 160) == L["left-leg"]

@@ -36,7 +36,10 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   no face: head and neck are hair.
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
-  have the garment's chroma (wide trousers go on down to the feet). With the photo, a
+  have the garment's chroma (wide trousers go on down to the feet). Over closed legs
+  (no gap) the hem tells, with the photo: pants whose hem is at least :data:`HEM_FLARE`
+  times as wide as the bare legs just below it are a skirt (shorts end as wide as the
+  thighs). With the photo, a
   skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
   pixels of that colour and the skirt).
 
@@ -97,6 +100,8 @@ SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads
 SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
 MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
+HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
+HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
 
 
@@ -446,6 +451,8 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
+            if _flared_hem(labels, kp, present, down, unit):  # a skirt over closed legs
+                labels[labels == PANTS] = SKIRT
     if image is not None:
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
@@ -469,6 +476,26 @@ def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.n
     same = _has_colour(ycc, _colour_model(ycc, skirt))
     labels[(labels == UPPER) & same] = DRESS
     labels[skirt] = DRESS
+
+
+def _flared_hem(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: np.ndarray, unit: float) -> bool:
+    """True when the pants end in a hem at least :data:`HEM_FLARE` times as wide as the
+    bare legs just below it: a skirt, also over closed legs, where :func:`_skirt` sees no
+    gap to fill. Widths are pixel counts in two bands :data:`HEM_BAND` units high along the
+    body's axis: the garment's last band (its hem: the 97th percentile of the garment's
+    extent down the axis) and the bare legs' band just below it, which must hold at least
+    0.03 units squared (long trousers with a skin-coloured speck at the ankle do
+    not count). Shorts end as wide as the thighs they cover."""
+    h, w = labels.shape
+    garment = labels == PANTS
+    bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
+    if garment.sum() < 30 or not bare.any() or not (present[_R_HIP] and present[_L_HIP]):
+        return False
+    along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / unit
+    hem = float(np.percentile(along[garment], 97))
+    hem_width = (garment & (along > hem - HEM_BAND) & (along <= hem)).sum()
+    legs_width = (bare & (along > hem) & (along <= hem + HEM_BAND)).sum()
+    return legs_width >= 0.03 * unit * unit and hem_width >= HEM_FLARE * legs_width
 
 
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
