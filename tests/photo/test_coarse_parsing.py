@@ -373,3 +373,28 @@ def test_a_flared_skirt_over_closed_legs_is_a_skirt_and_shorts_stay_pants():
     labels = coarse_parsing(skirt, kp, dressed(skirt, 138))
     assert label_at(labels, 60, 130) == L["skirt"] and label_at(labels, 38, 134) == L["skirt"]
     assert label_at(labels, 54, 160) == L["right-leg"] and label_at(labels, 66, 160) == L["left-leg"]
+
+
+def test_a_back_view_takes_its_skin_colour_from_the_hands():
+    """Seen from the back there is no face to learn the skin's colour from; the hands (beyond
+    the wrists) give it: a sleeve is clothing, a bare arm is arm, bare shins are legs."""
+    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
+    mask = draw_person(FRONT)
+    for side in ("r", "l"):  # a hand below each wrist
+        x, y = FRONT[f"{side}-wrist"]
+        mask[disk((y + 7, x), 5, shape=mask.shape)] = True
+    skin, shirt, shorts = np.array([224, 172, 140]), np.array([40, 60, 160]), np.array([30, 30, 30])
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:45][mask[:45]] = (60, 35, 20)  # the back of the head: hair
+    image[:, :40][mask[:, :40]] = skin  # a bare right arm ...
+    image[100:, 80:][mask[100:, 80:]] = skin  # ... and a long left sleeve, its hand bare
+    image[110:, 34:86][mask[110:, 34:86]] = shorts
+    image[140:][mask[140:]] = skin  # bare shins
+    image[175:][mask[175:]] = shorts  # shoes
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 60, 30) == L["hair"]
+    assert label_at(labels, 28, 92) == L["right-arm"] and label_at(labels, 92, 92) == L["upper-clothes"]
+    assert label_at(labels, 94, 112) == L["left-arm"]  # the hand
+    assert label_at(labels, 47, 125) == L["pants"]
+    assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]

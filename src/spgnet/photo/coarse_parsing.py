@@ -43,12 +43,13 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
   pixels of that colour and the skirt).
 
-With the photo (``image``) and a front view, a **skin colour** model is taken from the
-face's pixels that have a skin colour at all (inside the Cb x Cr box of Chai and Ngan:
-sunglasses, beards and grey photos stay out; median and spread, the chroma spread capped):
+With the photo (``image``), a **skin colour** model is taken from the face's pixels that
+have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
+grey photos stay out; median and spread, the chroma spread capped), or, on a back view or
+behind a masked face, from the hands' pixels (each arm beyond its wrist):
 a pixel is skin when it is near that model and inside the box. Arm pixels that are not
 skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
-collar (upper-clothes), and pants/skirt pixels that are skin are the bare legs
+collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
 (**left-leg 16** / **right-leg 17**; specks smaller than a tenth of a shoulder width
 squared stay cloth). A chain uses its consecutive present joints. With
 no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised over
@@ -431,31 +432,47 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
         nearest = np.where(neck & ~within, _HEAD, nearest)
     _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
 
-    if image is not None and face is not None:
-        # hair below the eyes must look like the hair above them (else: a collar, a hood)
-        eye, up, step = face
-        above_eyes = _grid_along(h, w, eye, up)
-        low = above_eyes < 0
-        hair_model = _colour_model(ycc, (labels == HAIR) & ~low)
-        if hair_model is not None:
-            labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_model)] = UPPER
-        core = labels == FACE
-        skin_model = _skin_model(ycc, core & ~(mask & (nearest == _NECK_PART)))
+    if image is not None:
+        skin_model = None
+        if face is not None:
+            # hair below the eyes must look like the hair above them (else: a collar, a hood)
+            eye, up, step = face
+            above_eyes = _grid_along(h, w, eye, up)
+            low = above_eyes < 0
+            hair_model = _colour_model(ycc, (labels == HAIR) & ~low)
+            if hair_model is not None:
+                labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_model)] = UPPER
+            skin_model = _skin_model(ycc, (labels == FACE) & ~(mask & (nearest == _NECK_PART)))
+        if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
+            skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
         if skin_model is not None:
             skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
-            below_chin = above_eyes < -CHIN * step
-            labels[(labels == FACE) & (nearest == _NECK_PART) & below_chin & ~skin] = UPPER  # a collar
+            if face is not None:
+                below_chin = above_eyes < -CHIN * step
+                labels[(labels == FACE) & (nearest == _NECK_PART) & below_chin & ~skin] = UPPER  # a collar
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
             if _flared_hem(labels, kp, present, down, unit):  # a skirt over closed legs
                 labels[labels == PANTS] = SKIRT
-    if image is not None:
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
+
+
+def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of each arm beyond its wrist (its hand), for arms whose
+    elbow and wrist are known."""
+    h, w = nearest.shape
+    hands = np.zeros((h, w), bool)
+    for part in (_L_ARM, _R_ARM):
+        _, elbow, wrist = _CHAINS[part]
+        forearm = kp[wrist] - kp[elbow]
+        if present[elbow] and present[wrist] and float(forearm @ forearm) > 0:
+            hands |= (nearest == part) & (_grid_along(h, w, kp[wrist], forearm) > 0)
+    return hands
 
 
 def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.ndarray) -> None:
