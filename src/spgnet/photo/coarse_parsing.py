@@ -328,6 +328,17 @@ def _without_specks(region: np.ndarray, min_area: float) -> np.ndarray:
     return keep[parts]
 
 
+def _touching(region: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The connected parts (8-connected) of ``region`` that touch ``other``."""
+    from scipy import ndimage
+
+    parts, n = ndimage.label(region | other, structure=np.ones((3, 3), bool))
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(parts[other])] = True
+    keep[0] = False
+    return region & keep[parts]
+
+
 def _in_skin_box(ycc: np.ndarray) -> np.ndarray:
     """``(...)`` bool: YCbCr colours ``(..., 3)`` inside the skin box (:data:`SKIN_CB`, :data:`SKIN_CR`)."""
     return ((ycc[..., 1] >= SKIN_CB[0]) & (ycc[..., 1] <= SKIN_CB[1])
@@ -433,7 +444,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
 
     if image is not None:
-        skin_model = None
+        skin_model = hair_model = None
         if face is not None:
             # hair below the eyes must look like the hair above them (else: a collar, a hood)
             eye, up, step = face
@@ -452,6 +463,9 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             if face is not None:
                 below_chin = above_eyes < -CHIN * step
                 labels[(labels == FACE) & (nearest == _NECK_PART) & below_chin & ~skin] = UPPER  # a collar
+                if hair_model is not None:  # fringe and side hair inside the face ellipse
+                    hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
+                    labels[_touching(hairy, labels == HAIR)] = HAIR
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
