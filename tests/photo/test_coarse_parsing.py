@@ -398,3 +398,26 @@ def test_a_back_view_takes_its_skin_colour_from_the_hands():
     assert label_at(labels, 94, 112) == L["left-arm"]  # the hand
     assert label_at(labels, 47, 125) == L["pants"]
     assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]
+
+
+def test_hair_framing_the_face_is_hair_not_face():
+    """The face ellipse (from eyes, nose and ears) is wider than a face framed by long hair;
+    with the photo, its pixels that are not skin but have the hair's colour and touch the
+    hair are hair. Eyes and a mouth (not touching the hair) stay face."""
+    joints = dict(FRONT, nose=(60, 33))  # a long nose: a wide face ellipse (x 46-74)
+    mask = draw_person(joints)
+    skin, hair, shirt = (224, 172, 140), (60, 35, 20), (40, 60, 160)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:52][mask[:52]] = skin
+    head = np.zeros((H, W), bool)
+    head[disk((28, 60), 17, shape=head.shape)] = True
+    image[head & (np.arange(H)[:, None] < 20)] = hair  # the top of the head
+    image[head & (np.arange(H)[:, None] < 42) & (np.abs(np.arange(W) - 60) > 9)[None, :]] = hair  # side hair
+    image[24:27, 54:57] = image[24:27, 64:67] = (30, 20, 15)  # dark eyes
+    image[36:38, 57:64] = (150, 60, 60)  # the mouth
+    labels = coarse_parsing(mask, keypoints(joints), image)
+    assert (labels[20:42, 46:51] == L["hair"]).mean() > 0.9 and (labels[20:42, 70:75] == L["hair"]).mean() > 0.9
+    assert label_at(labels, 48, 30) == L["hair"] and label_at(labels, 72, 30) == L["hair"]
+    assert label_at(labels, 60, 30) == L["face"] and label_at(labels, 55, 25) == L["face"]
+    assert label_at(labels, 60, 37) == L["face"]

@@ -30,7 +30,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   as wide as the ears) and the neck; **hair 2** = the rest of the head, and the mask above
   the shoulders beside the head that no arm claims (hair over the shoulders). With the
   photo, hair below the eyes must have the colour of the hair above them, else it is
-  clothing (a collar, a hood).
+  clothing (a collar, a hood), and face pixels that are not skin, have the hair's colour
+  and touch the hair are hair (a fringe, hair framing the face).
   A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
   decides with a face detector because BlazePose reports a nose on back views too) has
   no face: head and neck are hair.
