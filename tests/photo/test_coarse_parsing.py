@@ -421,3 +421,21 @@ def test_hair_framing_the_face_is_hair_not_face():
     assert label_at(labels, 48, 30) == L["hair"] and label_at(labels, 72, 30) == L["hair"]
     assert label_at(labels, 60, 30) == L["face"] and label_at(labels, 55, 25) == L["face"]
     assert label_at(labels, 60, 37) == L["face"]
+
+
+def test_long_hair_down_the_back_is_hair_unless_the_top_is_the_hairs_colour():
+    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
+    mask = draw_person(FRONT)
+    hair, shirt, skin = (60, 35, 20), (40, 60, 160), (224, 172, 140)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:45][mask[:45]] = hair
+    image[45:80, 52:69][mask[45:80, 52:69]] = hair  # hair down to the shoulder blades
+    image[:, :36][mask[:, :36]] = skin  # bare arms
+    image[:, 85:][mask[:, 85:]] = skin
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 60, 65) == L["hair"] and label_at(labels, 60, 75) == L["hair"]
+    assert label_at(labels, 45, 70) == L["upper-clothes"] and label_at(labels, 60, 95) == L["upper-clothes"]
+    image[45:110][mask[45:110] & (image[45:110] == shirt).all(-1)] = (62, 37, 22)  # a top of the hair's colour
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 60, 65) == L["upper-clothes"] and label_at(labels, 45, 70) == L["upper-clothes"]

@@ -31,7 +31,10 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   the shoulders beside the head that no arm claims (hair over the shoulders). With the
   photo, hair below the eyes must have the colour of the hair above them, else it is
   clothing (a collar, a hood), and face pixels that are not skin, have the hair's colour
-  and touch the hair are hair (a fringe, hair framing the face).
+  and touch the hair are hair (a fringe, hair framing the face); upper-clothes pixels of
+  the hair's colour that touch the hair, down to 0.6 torso lengths below the shoulders and
+  within 0.6 units of the body's axis, are long hair (over the chest, down the back),
+  unless most of the top has the hair's colour.
   A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
   decides with a face detector because BlazePose reports a nose on back views too) has
   no face: head and neck are hair.
@@ -102,6 +105,7 @@ SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads
 SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
 MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
+LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
@@ -390,7 +394,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     face = None if facing == "back" else _face_frame(kp, present, unit)
     detected = present.copy()
     kp, present = _complete_legs(kp, present, unit)
-    down, _ = _axes(kp, present)
+    down, torso_length = _axes(kp, present)
     capsules, quads = _body_parts(kp, present, unit, face)
     if not capsules:
         labels[mask] = UPPER
@@ -455,6 +459,10 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             if hair_model is not None:
                 labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_model)] = UPPER
             skin_model = _skin_model(ycc, (labels == FACE) & ~(mask & (nearest == _NECK_PART)))
+        if face is None:  # seen from the back the whole head is hair
+            hair_model = _colour_model(ycc, labels == HAIR)
+        if hair_model is not None and torso_length is not None:
+            _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
             skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
         if skin_model is not None:
@@ -475,6 +483,24 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 labels[labels == PANTS] = SKIRT
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
+
+
+def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, present: np.ndarray,
+               down: np.ndarray, unit: float, torso_length: float) -> None:
+    """Long hair down the back or over the chest (in place): upper-clothes pixels of the
+    hair's colour that touch the hair, within :data:`LONG_HAIR` (torso lengths below the
+    shoulders, units either side of the body's axis) are hair. Not when most of the
+    torso's clothing has the hair's colour (a black top under black hair: no telling)."""
+    h, w = labels.shape
+    shoulders = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
+    along = _grid_along(h, w, shoulders, down) / torso_length
+    across = np.abs(_grid_along(h, w, shoulders, np.array([-down[1], down[0]]))) / unit
+    top = labels == UPPER
+    hairy = top & _has_colour(ycc, hair_model)
+    if not top.any() or hairy.sum() > 0.5 * top.sum():
+        return
+    near = (along <= LONG_HAIR[0]) & (across <= LONG_HAIR[1])
+    labels[_touching(hairy & near, labels == HAIR)] = HAIR
 
 
 def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
