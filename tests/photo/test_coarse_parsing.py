@@ -439,3 +439,25 @@ def test_long_hair_down_the_back_is_hair_unless_the_top_is_the_hairs_colour():
     image[45:110][mask[45:110] & (image[45:110] == shirt).all(-1)] = (62, 37, 22)  # a top of the hair's colour
     labels = coarse_parsing(mask, keypoints(back), image)
     assert label_at(labels, 60, 65) == L["upper-clothes"] and label_at(labels, 45, 70) == L["upper-clothes"]
+
+
+def test_trousers_that_pass_for_skin_are_pants_when_the_hips_wear_them():
+    """Brown trousers can fall inside a face's skin model (the face's shading widens it); the
+    hips are always clothed, so leg pixels nearer the colour at the top of the legs than the
+    skin's are cloth. Bare shins below shorts stay legs."""
+    mask = draw_person(FRONT)
+    rng = np.random.default_rng(0)
+    skin, shirt, brown = np.array([205, 150, 120]), (40, 60, 160), np.array([150, 100, 75])
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    shade = rng.uniform(0.6, 1.1, (52, W, 1))  # a shaded face: a wide lightness spread
+    image[:52][mask[:52]] = np.clip(skin * shade, 0, 255).astype(np.uint8)[mask[:52]]
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[110:][mask[110:]] = brown
+    image[175:][mask[175:]] = (20, 20, 20)
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 160) == L["pants"]
+    assert not np.isin(labels, (L["left-leg"], L["right-leg"])).any()
+    image[140:175][mask[140:175]] = skin  # shorts: bare shins below
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 160) == L["right-leg"]

@@ -55,7 +55,8 @@ a pixel is skin when it is near that model and inside the box. Arm pixels that a
 skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
 collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
 (**left-leg 16** / **right-leg 17**; specks smaller than a tenth of a shoulder width
-squared stay cloth). A chain uses its consecutive present joints. With
+squared stay cloth) unless they are nearer the colour of the garment at the top of the
+legs (the hips are always clothed: brown or beige trousers that pass for skin stay pants). A chain uses its consecutive present joints. With
 no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised over
 pixels: one ``(S, H, W)`` distance stack for the S segments.
 """
@@ -105,6 +106,7 @@ SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads
 SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
 MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
+HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
@@ -358,6 +360,12 @@ def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.stack([y, cb, cr], -1)
 
 
+def _colour_distance(ycc: np.ndarray, model) -> np.ndarray:
+    """``(H, W)``: every pixel's distance to a colour model, in its spreads (lightness and chroma)."""
+    med, spread = model
+    return np.linalg.norm((ycc - med) / spread, axis=-1)
+
+
 def _has_colour(ycc: np.ndarray, model, lightness: bool = True) -> np.ndarray:
     """``(H, W)`` bool: pixels of the YCbCr photo ``ycc`` within the model's spread
     (lightness, unless ``lightness`` is False: shading changes it, and chroma)."""
@@ -475,7 +483,10 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 if hair_model is not None:  # fringe and side hair inside the face ellipse
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
+            garment = _hip_garment(labels, ycc, kp, present, down, torso_length)
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
+            if garment is not None:  # nearer the hips' garment colour than the skin's: cloth
+                bare &= _colour_distance(ycc, skin_model) < _colour_distance(ycc, garment)
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
@@ -501,6 +512,21 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
         return
     near = (along <= LONG_HAIR[0]) & (across <= LONG_HAIR[1])
     labels[_touching(hairy & near, labels == HAIR)] = HAIR
+
+
+def _hip_garment(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, present: np.ndarray,
+                 down: np.ndarray, torso_length: float | None):
+    """The colour model of the garment at the top of the legs, or None.
+
+    The hips are clothed: the pants/skirt pixels within :data:`HIP_BAND` torso lengths
+    below the hip line are cloth whatever their colour; a leg pixel nearer their colour
+    than the skin's is cloth too, even where it passes for skin (brown or beige trousers).
+    None without both hips or with fewer than 30 such pixels."""
+    h, w = labels.shape
+    if torso_length is None or not (present[_R_HIP] and present[_L_HIP]):
+        return None
+    along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / torso_length
+    return _colour_model(ycc, np.isin(labels, (PANTS, SKIRT)) & (along >= 0) & (along <= HIP_BAND))
 
 
 def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
