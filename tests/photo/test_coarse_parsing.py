@@ -461,3 +461,23 @@ def test_trousers_that_pass_for_skin_are_pants_when_the_hips_wear_them():
     image[140:175][mask[140:175]] = skin  # shorts: bare shins below
     labels = coarse_parsing(mask, keypoints(FRONT), image)
     assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 160) == L["right-leg"]
+
+
+@pytest.mark.parametrize("waist_y", [126, 96])
+def test_the_waist_follows_the_colours_not_the_hip_joints(waist_y):
+    """A long top reaching below the hip joints (y 110), or high-waisted trousers above them:
+    the border between top and bottom is where their colours meet."""
+    mask = draw_person(FRONT)
+    skin, shirt, trousers = (224, 172, 140), (200, 40, 40), (30, 40, 90)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:52][mask[:52]] = skin
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[waist_y:][mask[waist_y:]] = trousers
+    image[178:][mask[178:]] = (20, 20, 20)
+    image[:, :36][mask[:, :36] & (np.arange(H)[:, None] < 110)] = skin  # bare arms
+    image[:, 85:][mask[:, 85:] & (np.arange(H)[:, None] < 110)] = skin
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    for y in range(85, 140, 3):
+        want = L["upper-clothes"] if y < waist_y else L["pants"]
+        assert label_at(labels, 50, y) == want, y

@@ -13,7 +13,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
 * **torso -> upper-clothes 5**: the quadrilateral from the shoulder line, raised by
   :data:`COLLAR` units (the collar and the tops of the shoulders lie above the shoulder
   joints), down to the **hip line** (the waist: clothes of the upper body reach the hip
-  joints). Hips that are missing are placed 1.5 unit below the shoulders; then the torso
+  joints). With the photo the waist moves to where the colours of the top and the bottom
+  garment meet (from 0.3 torso lengths above the hip line to 0.4 below: long tops,
+  high-waisted trousers). Hips that are missing are placed 1.5 unit below the shoulders; then the torso
   runs to them and there are no legs (a half-body photo).
 * **legs -> pants 9**: per leg the chain hip -> knee -> ankle. A knee or ankle that is
   missing while its hip is known is **extrapolated** (knee halfway to a known ankle, or
@@ -106,6 +108,9 @@ SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads
 SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
 MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
+WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist is looked for
+WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
+WAIST_APART = 4.0  # the two colours' medians at least this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
@@ -492,6 +497,8 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
             if _flared_hem(labels, kp, present, down, unit):  # a skirt over closed legs
                 labels[labels == PANTS] = SKIRT
+        if torso_length is not None and present[_R_HIP] and present[_L_HIP]:
+            _waist(labels, ycc, nearest, kp[[_R_HIP, _L_HIP]].mean(0), down, torso_length)
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
 
@@ -527,6 +534,43 @@ def _hip_garment(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, present: n
         return None
     along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / torso_length
     return _colour_model(ycc, np.isin(labels, (PANTS, SKIRT)) & (along >= 0) & (along <= HIP_BAND))
+
+
+def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.ndarray, down: np.ndarray,
+           torso_length: float) -> None:
+    """Move the border between the top and the bottom garment (in place) from the hip line
+    to where their colours meet: a long top reaches below the hip joints, high-waisted
+    trousers above them.
+
+    Colour models of the top (upper-clothes :data:`WAIST_MODELS` torso lengths above the
+    hip line) and of the bottom (pants/skirt as far below it); every garment pixel within
+    :data:`WAIST_RANGE` of the hip line is nearer one or the other. The waist is the line
+    across the body, in steps of 0.05 torso lengths, that leaves the most pixels on their
+    own side: bottom garment above it becomes upper-clothes, the torso's upper-clothes below
+    it the bottom garment (a sleeve stays a sleeve). Nothing changes when
+    the two colours are alike (a dress, one suit) or either model is missing."""
+    h, w = labels.shape
+    along = _grid_along(h, w, hips, down) / torso_length
+    near, far = WAIST_MODELS
+    top = _colour_model(ycc, (labels == UPPER) & (along >= -far) & (along <= -near))
+    bottom_labels = np.isin(labels, (PANTS, SKIRT))
+    bottom = _colour_model(ycc, bottom_labels & (along >= near) & (along <= far))
+    if top is None or bottom is None:
+        return
+    zone = (np.isin(labels, (UPPER, PANTS, SKIRT))) & (along >= WAIST_RANGE[0]) & (along <= WAIST_RANGE[1])
+    if zone.sum() < 30:
+        return
+    if min(_colour_distance(bottom[0][None], top), _colour_distance(top[0][None], bottom)) < WAIST_APART:
+        return
+    a = along[zone]
+    bottom_like = (_colour_distance(ycc[zone], bottom) < _colour_distance(ycc[zone], top)).astype(np.int64)
+    cuts = np.arange(WAIST_RANGE[0], WAIST_RANGE[1] + 1e-9, 0.05)
+    above = a[None, :] < cuts[:, None]  # (C, N): the pixel lies above the cut
+    agree = (above & (bottom_like == 0)[None]).sum(1) + (~above & (bottom_like == 1)[None]).sum(1)
+    waist = float(cuts[int(np.argmax(agree))])
+    bottom_label = SKIRT if (labels == SKIRT).sum() > (labels == PANTS).sum() else PANTS
+    labels[zone & bottom_labels & (along < waist)] = UPPER  # a long top
+    labels[zone & (labels == UPPER) & (nearest == _TORSO) & (along >= waist)] = bottom_label  # a high waist
 
 
 def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
