@@ -481,3 +481,21 @@ def test_the_waist_follows_the_colours_not_the_hip_joints(waist_y):
     for y in range(85, 140, 3):
         want = L["upper-clothes"] if y < waist_y else L["pants"]
         assert label_at(labels, 50, y) == want, y
+
+
+def test_shoes_start_where_their_colour_does():
+    """Shoes are the last tenth of the shin and below; with the photo, the shin's own colour
+    (trousers reaching the ankle) wins back what is nearer it than the shoe's."""
+    mask = draw_person(FRONT)
+    skin, shirt, trousers, shoes = (224, 172, 140), (200, 40, 40), (30, 40, 90), (235, 235, 235)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:52][mask[:52]] = skin
+    image[110:][mask[110:]] = trousers
+    image[179:][mask[179:]] = shoes  # below the ankles (y 178)
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 46, 176) == L["pants"] and label_at(labels, 74, 176) == L["pants"]
+    assert label_at(labels, 46, 184) == L["right-shoe"] and label_at(labels, 74, 184) == L["left-shoe"]
+    image[179:][mask[179:]] = (32, 42, 92)  # shoes of the trousers' colour: the tenth of the shin stays shoe
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 46, 176) == L["right-shoe"]

@@ -65,3 +65,4 @@ def test_colours_separate_sleeves_from_arms_and_bare_legs_from_pants(people):
     assert s["arms"] >= 0.85 and s["upper-clothes"] >= 0.89, s  # sleeves are clothing, hands are arms
     assert s["legs"] >= 0.8 and s["pants"] >= 0.77 and s["skirt"] >= 0.72, s  # bare legs, skirts over closed legs
     assert s["face"] >= 0.76 and s["hair"] >= 0.72, s  # fringes and long hair are hair
+    assert s["shoes"] >= 0.9, s  # 0.80 before the shoe's top was found by colour

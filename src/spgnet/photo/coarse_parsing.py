@@ -21,7 +21,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   missing while its hip is known is **extrapolated** (knee halfway to a known ankle, or
   along the torso's axis by :data:`THIGH` / :data:`SHIN` torso lengths), so thighs are never
   left to the arms. Leg pixels beyond 90 % of the knee -> ankle segment become
-  **left-shoe 18** / **right-shoe 19** (only with a detected ankle).
+  **left-shoe 18** / **right-shoe 19** (only with a detected ankle); with the photo, those
+  nearer the shin's colour than the colour below the ankle go back to the leg.
 * **arms**: the chains shoulder -> elbow -> wrist, and the hand beyond the wrist
   (:data:`HAND` forearm lengths on along the forearm): the person's left -> **left-arm 14**,
   right -> **right-arm 15** (CIHP left/right are the person's). An arm within
@@ -499,6 +500,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 labels[labels == PANTS] = SKIRT
         if torso_length is not None and present[_R_HIP] and present[_L_HIP]:
             _waist(labels, ycc, nearest, kp[[_R_HIP, _L_HIP]].mean(0), down, torso_length)
+        _shoe_tops(labels, ycc, kp, detected, nearest)
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
 
@@ -571,6 +573,32 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.nd
     bottom_label = SKIRT if (labels == SKIRT).sum() > (labels == PANTS).sum() else PANTS
     labels[zone & bottom_labels & (along < waist)] = UPPER  # a long top
     labels[zone & (labels == UPPER) & (nearest == _TORSO) & (along >= waist)] = bottom_label  # a high waist
+
+
+def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np.ndarray,
+               nearest: np.ndarray) -> None:
+    """Where the shoe starts (in place): shoe pixels nearer the colour of their leg's shin
+    (trousers or skin, :data:`SHIN_BAND` of the way from knee to ankle) than the colour of
+    the shoe below the ankle go back to the leg's label. Per leg with a detected ankle;
+    nothing changes when shoe and shin look alike (the two medians closer than
+    :data:`WAIST_APART` spreads) or either has fewer than 30 pixels."""
+    h, w = labels.shape
+    for part, shoe_label, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
+        shin = kp[ankle] - kp[knee]
+        if not detected[ankle] or float(shin @ shin) <= 0:
+            continue
+        along = _grid_along(h, w, kp[knee], shin) / float(shin @ shin)
+        shoe = labels == shoe_label
+        leg = (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1]) & np.isin(
+            labels, (PANTS, SKIRT, LEFT_LEG, RIGHT_LEG))
+        shoe_model, leg_model = _colour_model(ycc, shoe & (along >= 1.0)), _colour_model(ycc, leg)
+        if shoe_model is None or leg_model is None:
+            continue
+        if min(_colour_distance(leg_model[0][None], shoe_model), _colour_distance(shoe_model[0][None], leg_model)) < WAIST_APART:
+            continue
+        back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
+        leg_labels = labels[leg]
+        labels[back] = np.bincount(leg_labels).argmax()
 
 
 def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
