@@ -499,3 +499,23 @@ def test_shoes_start_where_their_colour_does():
     image[179:][mask[179:]] = (32, 42, 92)  # shoes of the trousers' colour: the tenth of the shin stays shoe
     labels = coarse_parsing(mask, keypoints(FRONT), image)
     assert label_at(labels, 46, 176) == L["right-shoe"]
+
+
+def test_a_back_view_without_hands_takes_its_skin_from_bare_shins():
+    """Seen from the back with the hands hidden (on the hips, behind the body) the shins below
+    a hem give the skin's colour, when it is not the garment at the hips going on down."""
+    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear", "r-wrist", "l-wrist")}
+    mask = draw_person(FRONT)
+    skin, shirt, shorts = (205, 150, 120), (40, 60, 160), (90, 90, 95)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:45][mask[:45]] = (60, 35, 20)
+    image[110:][mask[110:]] = shorts
+    image[140:][mask[140:]] = skin  # bare shins
+    image[178:][mask[178:]] = (20, 20, 20)
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 47, 125) == L["pants"]
+    assert label_at(labels, 46, 165) == L["right-leg"] and label_at(labels, 74, 165) == L["left-leg"]
+    image[110:178][mask[110:178]] = (190, 150, 115)  # trousers of a skin-like colour down to the shoes
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 165) == L["pants"]

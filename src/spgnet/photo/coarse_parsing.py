@@ -53,7 +53,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
 grey photos stay out; median and spread, the chroma spread capped), or, on a back view or
-behind a masked face, from the hands' pixels (each arm beyond its wrist):
+behind a masked face, from the hands' pixels (each arm beyond its wrist), or, without
+hands, from the shins when their colour is not the garment's at the hips:
 a pixel is skin when it is near that model and inside the box. Arm pixels that are not
 skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
 collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
@@ -479,6 +480,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
             skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
+        garment = _hip_garment(labels, ycc, kp, present, down, torso_length)
+        if skin_model is None and garment is not None:  # no hands either: bare shins below a hem
+            shins = _skin_model(ycc, mask & _shins(kp, detected, nearest))
+            if shins is not None and float(_colour_distance(garment[0][None], shins)[0]) >= WAIST_APART:
+                skin_model = shins  # not the hips' garment going on down
         if skin_model is not None:
             skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
@@ -489,7 +495,6 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 if hair_model is not None:  # fringe and side hair inside the face ellipse
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
-            garment = _hip_garment(labels, ycc, kp, present, down, torso_length)
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
             if garment is not None:  # nearer the hips' garment colour than the skin's: cloth
                 bare &= _colour_distance(ycc, skin_model) < _colour_distance(ycc, garment)
@@ -599,6 +604,20 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np
         back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
         leg_labels = labels[leg]
         labels[back] = np.bincount(leg_labels).argmax()
+
+
+def _shins(kp: np.ndarray, detected: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of each leg :data:`SHIN_BAND` of the way from its knee to
+    its detected ankle."""
+    h, w = nearest.shape
+    out = np.zeros((h, w), bool)
+    for part in (_L_LEG, _R_LEG):
+        _, knee, ankle = _CHAINS[part]
+        shin = kp[ankle] - kp[knee]
+        if detected[ankle] and float(shin @ shin) > 0:
+            along = _grid_along(h, w, kp[knee], shin) / float(shin @ shin)
+            out |= (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
+    return out
 
 
 def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
