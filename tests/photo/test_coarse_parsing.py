@@ -519,3 +519,30 @@ def test_a_back_view_without_hands_takes_its_skin_from_bare_shins():
     image[110:178][mask[110:178]] = (190, 150, 115)  # trousers of a skin-like colour down to the shoes
     labels = coarse_parsing(mask, keypoints(back), image)
     assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 165) == L["pants"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bare_legs_below_a_patterned_skirt_stay_legs(seed):
+    """A brown plaid skirt's colour model is wide and close to the skin's; bare legs are nearer
+    its median (in its spreads) than the shaded face's skin model. The clothed-hips rule only
+    applies when the hips' garment itself passes for skin (here it does not)."""
+    joints = dict(FRONT, **{"r-knee": (38, 145), "r-ankle": (34, 178), "l-knee": (82, 145), "l-ankle": (86, 178)})
+    mask = draw_person(joints)
+    rr, cc = polygon([110, 110, 140, 140], [46, 74, 86, 34], shape=mask.shape)
+    mask[rr, cc] = True
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (40, 60, 160)
+    shading = np.random.default_rng(seed).uniform(0.8, 1.15, (52, W, 1))
+    face = np.clip(np.array([120, 80, 60]) * shading, 0, 255).astype(np.uint8)
+    image[:52][mask[:52]] = face[mask[:52]]
+    image[:18][mask[:18]] = (20, 15, 10)
+    plaid = np.array([(140, 70, 50), (90, 60, 40), (170, 150, 120), (60, 40, 30)], np.uint8)
+    yy, xx = np.mgrid[:H, :W]
+    checks = plaid[((yy // 3) % 2) * 2 + (xx // 3) % 2]
+    skirt = mask & (yy >= 110) & (yy < 140)
+    image[skirt] = checks[skirt]
+    image[140:][mask[140:]] = (100, 68, 50)  # bare legs
+    image[176:][mask[176:]] = (20, 20, 20)
+    labels = coarse_parsing(mask, keypoints(joints), image)
+    assert label_at(labels, 60, 130) == L["skirt"]
+    assert label_at(labels, 36, 160) == L["right-leg"] and label_at(labels, 84, 160) == L["left-leg"]

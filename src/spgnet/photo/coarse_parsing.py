@@ -114,6 +114,7 @@ WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist i
 WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
 WAIST_APART = 4.0  # the two colours' medians at least this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
+HIP_SKIN = 0.25  # when this share of that band passes for skin, the skin model also takes in the garment
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
@@ -480,7 +481,8 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
             skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
-        garment = _hip_garment(labels, ycc, kp, present, down, torso_length)
+        hip_band = _hip_band(labels, kp, present, down, torso_length)
+        garment = _colour_model(ycc, hip_band)
         if skin_model is None and garment is not None:  # no hands either: bare shins below a hem
             shins = _skin_model(ycc, mask & _shins(kp, detected, nearest))
             if shins is not None and float(_colour_distance(garment[0][None], shins)[0]) >= WAIST_APART:
@@ -496,7 +498,8 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
-            if garment is not None:  # nearer the hips' garment colour than the skin's: cloth
+            if garment is not None and float(skin[hip_band].mean()) >= HIP_SKIN:
+                # the garment at the hips passes for skin: nearer its colour than the skin's is cloth
                 bare &= _colour_distance(ycc, skin_model) < _colour_distance(ycc, garment)
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
@@ -528,19 +531,18 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     labels[_touching(hairy & near, labels == HAIR)] = HAIR
 
 
-def _hip_garment(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, present: np.ndarray,
-                 down: np.ndarray, torso_length: float | None):
-    """The colour model of the garment at the top of the legs, or None.
-
-    The hips are clothed: the pants/skirt pixels within :data:`HIP_BAND` torso lengths
-    below the hip line are cloth whatever their colour; a leg pixel nearer their colour
-    than the skin's is cloth too, even where it passes for skin (brown or beige trousers).
-    None without both hips or with fewer than 30 such pixels."""
+def _hip_band(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: np.ndarray,
+              torso_length: float | None) -> np.ndarray:
+    """``(H, W)`` bool: the pants/skirt pixels within :data:`HIP_BAND` torso lengths below
+    the hip line (all False without both hips). The hips are clothed: these pixels are cloth
+    whatever their colour, so when :data:`HIP_SKIN` of them pass for skin (brown or beige
+    trousers), the leg pixels nearer their colour than the skin's are cloth too. (Not
+    always: a patterned garment's colour model is so wide that bare legs would be nearer it.)"""
     h, w = labels.shape
     if torso_length is None or not (present[_R_HIP] and present[_L_HIP]):
-        return None
+        return np.zeros((h, w), bool)
     along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / torso_length
-    return _colour_model(ycc, np.isin(labels, (PANTS, SKIRT)) & (along >= 0) & (along <= HIP_BAND))
+    return np.isin(labels, (PANTS, SKIRT)) & (along >= 0) & (along <= HIP_BAND)
 
 
 def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.ndarray, down: np.ndarray,
