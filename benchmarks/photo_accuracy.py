@@ -14,10 +14,14 @@ synthetic people, and pictures of both.
 3. **Front or back**: ``--views N`` synthetic people rendered at 256x176, half seen from
    the back, half from the front, through :meth:`PoseDetector.detect_people`: how many
    of each view were called front, back, or not found.
-4. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
+4. **Masks**: ``--masks N`` synthetic people rendered at 512x352 through
+   :meth:`PoseDetector.detect_people`: IoU of the person's mask with the exact silhouette,
+   as the pipeline makes it (refined by the guided filter) and with
+   :func:`spgnet.photo.detect.refine_mask` replaced by the identity (BlazePose's own mask).
+5. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
    of each person over it, and the astronaut's.
 
-    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--views 100] [--pictures docs/images/photos]
+    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--views 100] [--masks 40] [--pictures docs/images/photos]
 """
 
 from __future__ import annotations
@@ -132,6 +136,31 @@ def facing_table(n_people: int, threshold: float) -> dict[str, dict[str, int]]:
     return counts
 
 
+def mask_table(n_people: int, threshold: float) -> dict[str, list[float]]:
+    import spgnet.photo.detect as detect_module
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    out = {}
+    refine = detect_module.refine_mask
+    for name, fn in (("BlazePose's mask", lambda image, probability: probability), ("refined (the pipeline)", refine)):
+        detect_module.refine_mask = fn
+        ious = []
+        try:
+            with PoseDetector(threshold) as det:
+                for i in range(n_people):
+                    rng = np.random.default_rng([21, i])
+                    person = render_person(sample_identity(rng), sample_pose(rng), (512, 352))
+                    truth = person["parsing"] > 0
+                    people = det.detect_people(person["image"])
+                    mask = max(people, key=lambda d: (d.mask & truth).sum()).mask if people else np.zeros_like(truth)
+                    ious.append(float((mask & truth).sum() / (mask | truth).sum()))
+        finally:
+            detect_module.refine_mask = refine
+        out[name] = ious
+    return out
+
+
 def pictures(folder: Path, threshold: float) -> None:
     from skimage import data
 
@@ -165,6 +194,7 @@ def main() -> None:
     p.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.7")
     p.add_argument("--synth-people", type=int, default=120, help="synthetic pictures for the parsing scores")
     p.add_argument("--views", type=int, default=100, help="synthetic pictures for the front/back decision")
+    p.add_argument("--masks", type=int, default=40, help="synthetic pictures for the mask scores")
     p.add_argument("--pictures", default=None, metavar="DIR", help="also write the pictures here")
     p.add_argument("--picture-threshold", type=float, default=0.1)
     args = p.parse_args()
@@ -193,6 +223,11 @@ def main() -> None:
     print("|---|---|---|---|")
     for view, c in facing_table(args.views, args.picture_threshold).items():
         print(f"| {view} | {c['front']} | {c['back']} | {c['not found']} |")
+    print(f"\nperson masks, {args.masks} synthetic people at 512x352 (detected), IoU with the silhouette:\n")
+    print("| mask | mean | median | 10th percentile |")
+    print("|---|---|---|---|")
+    for name, ious in mask_table(args.masks, args.picture_threshold).items():
+        print(f"| {name} | {np.mean(ious):.3f} | {np.median(ious):.3f} | {np.percentile(ious, 10):.3f} |")
     if args.pictures:
         pictures(Path(args.pictures), args.picture_threshold)
 

@@ -128,6 +128,64 @@ def landmarks_to_openpose18(landmarks: np.ndarray, size: tuple[int, int], visibi
     return np.where(ok[..., None], kp, np.float32(-1)).astype(np.float32)
 
 
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The guided filter of He, Sun and Tang (ECCV 2010) with a colour guide.
+
+    ``guide (H, W, 3)`` float in [0, 1], ``src (H, W)`` float, box windows of side
+    ``2 * radius + 1`` (reflected at the borders), regulariser ``eps``. Per window the
+    output is a linear function of the guide's colour, ``a . I + b``, fitted to ``src``
+    by ridge regression (``a = (cov(I) + eps E)^-1 cov(I, src)``, the 3 x 3 inverse in
+    closed form); the coefficients are averaged over the windows that cover a pixel.
+    Returns ``(H, W)`` float32.
+    """
+    from scipy.ndimage import uniform_filter
+
+    size = 2 * int(radius) + 1
+    guide = np.asarray(guide, dtype=np.float32)
+    src = np.asarray(src, dtype=np.float32)
+
+    def box(x: np.ndarray) -> np.ndarray:  # the mean over each window
+        return uniform_filter(x, size=size, mode="reflect")
+
+    r, g, b = guide[..., 0], guide[..., 1], guide[..., 2]
+    mr, mg, mb, mp = box(r), box(g), box(b), box(src)
+    # covariances of the guide (+ eps on the diagonal) and of guide and src
+    rr, rg, rb = box(r * r) - mr * mr + eps, box(r * g) - mr * mg, box(r * b) - mr * mb
+    gg, gb, bb = box(g * g) - mg * mg + eps, box(g * b) - mg * mb, box(b * b) - mb * mb + eps
+    pr, pg, pb = box(r * src) - mr * mp, box(g * src) - mg * mp, box(b * src) - mb * mp
+    # the symmetric 3 x 3 inverse by cofactors
+    c_rr, c_rg, c_rb = gg * bb - gb * gb, gb * rb - rg * bb, rg * gb - gg * rb
+    c_gg, c_gb, c_bb = rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg
+    det = rr * c_rr + rg * c_rg + rb * c_rb
+    ar = (c_rr * pr + c_rg * pg + c_rb * pb) / det
+    ag = (c_rg * pr + c_gg * pg + c_gb * pb) / det
+    ab = (c_rb * pr + c_gb * pg + c_bb * pb) / det
+    offset = mp - ar * mr - ag * mg - ab * mb
+    return (box(ar) * r + box(ag) * g + box(ab) * b + box(offset)).astype(np.float32)
+
+
+def refine_mask(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """The person probability ``(H, W)`` sharpened along the photo's edges.
+
+    BlazePose segments at 256 x 256 and its mask is upsampled, so its border is a few pixels
+    soft; a :func:`guided_filter` with the photo as guide (radius ``H / 128``, at least 2 px;
+    eps (7 / 255)^2) moves it onto the photo's edges. Only the box around the mask (plus
+    twice the radius) is filtered. Synthetic people at 512 x 352: mask IoU with the true
+    silhouette 0.969 -> 0.989 (docs/photos.md)."""
+    prob = np.asarray(probability, dtype=np.float32)
+    h, w = prob.shape
+    ys, xs = np.nonzero(prob >= 0.05)
+    if ys.size == 0:
+        return prob
+    radius = max(2, round(h / 128))
+    m = 2 * radius
+    y0, y1, x0, x1 = max(0, ys.min() - m), min(h, ys.max() + m + 1), max(0, xs.min() - m), min(w, xs.max() + m + 1)
+    out = prob.copy()
+    out[y0:y1, x0:x1] = guided_filter(np.asarray(image[y0:y1, x0:x1], np.float32) / 255.0, prob[y0:y1, x0:x1],
+                                      radius, (7.0 / 255.0) ** 2)
+    return out
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Send file descriptor 2 to /dev/null: the TFLite/absl start-up lines are not ours to print."""
@@ -222,9 +280,10 @@ class PoseDetector:
         raw[:, 0] = raw[:, 0] * w - 0.5  # normalised (edge) coordinates -> pixel centres
         raw[:, 1] = raw[:, 1] * h - 0.5
         if result.segmentation_mask is not None:
-            probability = np.asarray(result.segmentation_mask)
-            mask = probability >= MASK_THRESHOLD
-            certainty = float((probability >= SURE_PIXEL).sum() / mask.sum()) if mask.any() else 0.0
+            probability = np.asarray(result.segmentation_mask, dtype=np.float32)
+            person = probability >= MASK_THRESHOLD
+            certainty = float((probability >= SURE_PIXEL).sum() / person.sum()) if person.any() else 0.0
+            mask = refine_mask(image, probability) >= MASK_THRESHOLD
         else:
             mask, certainty = np.zeros((h, w), bool), 1.0
         return Detection(
@@ -623,5 +682,5 @@ def detect_keypoints(images, visibility_threshold: float = 0.5, detector: PoseDe
 __all__ = [
     "BLAZEPOSE_TO_OPENPOSE18", "NUM_BLAZEPOSE_LANDMARKS", "MASK_THRESHOLD", "MAX_PEOPLE", "Detection", "PoseDetector",
     "person_box", "find_people", "choose_person", "parse_person",
-    "landmarks_to_openpose18", "detect", "detect_keypoints",
+    "landmarks_to_openpose18", "detect", "detect_keypoints", "guided_filter", "refine_mask",
 ]
