@@ -59,8 +59,9 @@ a pixel is skin when it is near that model and inside the box. Arm pixels that a
 skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
 collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
 (**left-leg 16** / **right-leg 17**; specks smaller than a tenth of a shoulder width
-squared stay cloth) unless they are nearer the colour of the garment at the top of the
-legs (the hips are always clothed: brown or beige trousers that pass for skin stay pants). A chain uses its consecutive present joints. With
+squared stay cloth); when a quarter of the garment at the top of the legs passes for skin
+(the hips are always clothed: brown or beige trousers), leg pixels nearer its colour than
+the skin's are cloth. A chain uses its consecutive present joints. With
 no usable keypoint at all, the whole mask is upper-clothes. Everything is vectorised over
 pixels: one ``(S, H, W)`` distance stack for the S segments.
 """
@@ -374,6 +375,12 @@ def _colour_distance(ycc: np.ndarray, model) -> np.ndarray:
     return np.linalg.norm((ycc - med) / spread, axis=-1)
 
 
+def _apart(a, b) -> bool:
+    """Whether two colour models differ: each median lies at least :data:`WAIST_APART`
+    spreads of the other model from it."""
+    return min(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= WAIST_APART
+
+
 def _has_colour(ycc: np.ndarray, model, lightness: bool = True) -> np.ndarray:
     """``(H, W)`` bool: pixels of the YCbCr photo ``ycc`` within the model's spread
     (lightness, unless ``lightness`` is False: shading changes it, and chroma)."""
@@ -450,13 +457,10 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     ycc = None if image is None else _ycbcr(np.asarray(image))  # the photo in YCbCr, for every colour rule
     if _skirt(mask, kp, present, detected, unit, ycc):
         labels_all = np.where(legs, np.uint8(SKIRT), labels_all)
-    for part, shoe, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
-        if detected[ankle]:
-            shin = kp[ankle] - kp[knee]
-            length2 = float(shin @ shin)
-            if length2 > 0:
-                along = _grid_along(h, w, kp[knee], shin) / length2
-                labels_all = np.where((nearest == part) & (along >= SHOE_FRACTION), np.uint8(shoe), labels_all)
+    for part, shoe in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
+        along = _along_shin(kp, detected, part, (h, w))
+        if along is not None:
+            labels_all = np.where((nearest == part) & (along >= SHOE_FRACTION), np.uint8(shoe), labels_all)
     labels[mask] = labels_all[mask]
     neck = nearest == _NECK_PART
     if neck.any():  # the neck is its capsule; the pixels merely nearest to it belong to the head
@@ -485,7 +489,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
         garment = _colour_model(ycc, hip_band)
         if skin_model is None and garment is not None:  # no hands either: bare shins below a hem
             shins = _skin_model(ycc, mask & _shins(kp, detected, nearest))
-            if shins is not None and float(_colour_distance(garment[0][None], shins)[0]) >= WAIST_APART:
+            if shins is not None and float(_colour_distance(garment[0], shins)) >= WAIST_APART:
                 skin_model = shins  # not the hips' garment going on down
         if skin_model is not None:
             skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask
@@ -569,7 +573,7 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.nd
     zone = (np.isin(labels, (UPPER, PANTS, SKIRT))) & (along >= WAIST_RANGE[0]) & (along <= WAIST_RANGE[1])
     if zone.sum() < 30:
         return
-    if min(_colour_distance(bottom[0][None], top), _colour_distance(top[0][None], bottom)) < WAIST_APART:
+    if not _apart(top, bottom):
         return
     a = along[zone]
     bottom_like = (_colour_distance(ycc[zone], bottom) < _colour_distance(ycc[zone], top)).astype(np.int64)
@@ -589,35 +593,40 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np
     the shoe below the ankle go back to the leg's label. Per leg with a detected ankle;
     nothing changes when shoe and shin look alike (the two medians closer than
     :data:`WAIST_APART` spreads) or either has fewer than 30 pixels."""
-    h, w = labels.shape
-    for part, shoe_label, (_, knee, ankle) in ((_L_LEG, LEFT_SHOE, _CHAINS[_L_LEG]), (_R_LEG, RIGHT_SHOE, _CHAINS[_R_LEG])):
-        shin = kp[ankle] - kp[knee]
-        if not detected[ankle] or float(shin @ shin) <= 0:
+    for part, shoe_label in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
+        along = _along_shin(kp, detected, part, labels.shape)
+        if along is None:
             continue
-        along = _grid_along(h, w, kp[knee], shin) / float(shin @ shin)
         shoe = labels == shoe_label
         leg = (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1]) & np.isin(
             labels, (PANTS, SKIRT, LEFT_LEG, RIGHT_LEG))
         shoe_model, leg_model = _colour_model(ycc, shoe & (along >= 1.0)), _colour_model(ycc, leg)
         if shoe_model is None or leg_model is None:
             continue
-        if min(_colour_distance(leg_model[0][None], shoe_model), _colour_distance(shoe_model[0][None], leg_model)) < WAIST_APART:
+        if not _apart(leg_model, shoe_model):
             continue
         back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
         leg_labels = labels[leg]
         labels[back] = np.bincount(leg_labels).argmax()
 
 
+def _along_shin(kp: np.ndarray, detected: np.ndarray, part: int, size: tuple[int, int]) -> np.ndarray | None:
+    """``(H, W)``: every pixel's position along the leg ``part``'s shin (0 at the knee, 1 at
+    the ankle), or None when its ankle was not detected."""
+    _, knee, ankle = _CHAINS[part]
+    shin = kp[ankle] - kp[knee]
+    if not detected[ankle] or float(shin @ shin) <= 0:
+        return None
+    return _grid_along(*size, kp[knee], shin) / float(shin @ shin)
+
+
 def _shins(kp: np.ndarray, detected: np.ndarray, nearest: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool: the pixels of each leg :data:`SHIN_BAND` of the way from its knee to
     its detected ankle."""
-    h, w = nearest.shape
-    out = np.zeros((h, w), bool)
+    out = np.zeros(nearest.shape, bool)
     for part in (_L_LEG, _R_LEG):
-        _, knee, ankle = _CHAINS[part]
-        shin = kp[ankle] - kp[knee]
-        if detected[ankle] and float(shin @ shin) > 0:
-            along = _grid_along(h, w, kp[knee], shin) / float(shin @ shin)
+        along = _along_shin(kp, detected, part, nearest.shape)
+        if along is not None:
             out |= (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
     return out
 
