@@ -315,6 +315,21 @@ class PoseDetector:
         return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), mask, found.score, lm,
                          certainty=found.certainty)
 
+    def _detect_padded(self, image: np.ndarray, pad: float) -> Detection | None:
+        """:meth:`detect_one` on ``image`` with a border of ``pad`` times its size on every
+        side (its edge pixels repeated), returned in the image's own frame: a person who
+        fills the whole frame appears smaller, as BlazePose's person detector expects."""
+        h, w = image.shape[:2]
+        py, px = max(1, round(pad * h)), max(1, round(pad * w))
+        found = self.detect_one(np.pad(image, ((py, py), (px, px), (0, 0)), mode="edge"))
+        if found is None:
+            return None
+        lm = found.landmarks.copy()
+        lm[:, 0] -= px
+        lm[:, 1] -= py
+        return Detection(landmarks_to_openpose18(lm, (h, w), self.visibility_threshold), found.mask[py:py + h, px:px + w],
+                         found.score, lm, certainty=found.certainty)
+
     def facing(self, image: np.ndarray, d: Detection) -> str:
         """``"front"`` or ``"back"``: which side of the person ``d`` the photo shows.
 
@@ -372,7 +387,8 @@ class PoseDetector:
         :func:`find_people`): on the whole image, again with each person found so far
         painted over, and on overlapping half-size windows (images whose short side is at
         least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
-        are found. Candidates that are the same person are merged, each person is detected
+        are found; when that finds nobody, once more with a border of :data:`FRAME_PAD`
+        around the photo (a person who fills the frame). Candidates that are the same person are merged, each person is detected
         once more on windows around it, and of all its views the one with the highest
         visibility times segmentation certainty gives its keypoints and mask (a skeleton
         mixed from two overlapping people is seen with high visibility but an unsure
@@ -397,6 +413,7 @@ MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height o
 SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
 MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of sure pixels in its masks
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
+FRAME_PAD = 0.25  # when nobody is found, the search is run once more with this border (of the size) around the photo
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 
 # BlazePose landmarks of the body (nose, shoulders, elbows, wrists, hips, knees, ankles)
@@ -580,6 +597,8 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     whole = candidates[0] if candidates else None  # BlazePose's own choice on the whole image
     for box in _windows(h, w):
         add(detector._detect_window(image, box))
+    if not candidates:  # nobody: perhaps someone filling the whole frame
+        add(detector._detect_padded(image, FRAME_PAD))
 
     people: list[Detection] = []
     unsure: list[Detection] = []
