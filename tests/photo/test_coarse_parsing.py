@@ -546,3 +546,21 @@ def test_bare_legs_below_a_patterned_skirt_stay_legs(seed):
     labels = coarse_parsing(mask, keypoints(joints), image)
     assert label_at(labels, 60, 130) == L["skirt"]
     assert label_at(labels, 36, 160) == L["right-leg"] and label_at(labels, 84, 160) == L["left-leg"]
+
+
+
+def test_hair_colour_model_refuses_a_mixture():
+    """The hair's model comes from the top of the head; on a short-haired man with a high
+    forehead that is hair and skin, and a model that wide would take a shirt's shadows for
+    hair (see test_people.py). One colour with texture gives a model; a mixture none."""
+    from spgnet.photo.coarse_parsing import _hair_model, _ycbcr
+
+    rng = np.random.default_rng(0)
+    hair = np.clip(np.array([70, 50, 35]) + rng.normal(0, 6, (40, 40, 3)), 0, 255).astype(np.uint8)
+    ycc = _ycbcr(hair)
+    model = _hair_model(ycc, np.ones((40, 40), bool))
+    assert model is not None and np.allclose(model[0], _ycbcr(np.array([[[70, 50, 35]]], np.uint8))[0, 0], atol=3)
+    mixed = hair.copy()
+    mixed[:, :20] = (205, 150, 120)  # half of it skin
+    assert _hair_model(_ycbcr(mixed), np.ones((40, 40), bool)) is None
+    assert _hair_model(ycc, np.zeros((40, 40), bool)) is None  # too few pixels

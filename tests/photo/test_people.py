@@ -151,3 +151,21 @@ def test_no_phantom_person_in_a_shadow_or_an_engine(found):
         assert hits(truth, people[0].keypoints, persons[0]["head_size"]).sum() >= 9, name
     for name in ("coco_000000197388.jpg", "coco_000000196141.jpg", "mpii_052475643.jpg"):
         assert all(d.certainty >= MIN_CERTAINTY for d in found[name][0]), name
+
+
+def test_no_hair_on_the_mechanics_white_shirt(found):
+    """mpii_060754485: a short-haired man in a white polo shirt. The top of his head is hair
+    and skin; a hair colour model from all of it spanned the shirt's grey shadows, and the
+    long-hair rule painted them hair. Below the shoulders nothing is hair."""
+    from spgnet.parsing import LABEL_INDEX
+    from spgnet.photo.coarse_parsing import coarse_parsing
+
+    people, _ = found["mpii_060754485.jpg"]
+    d = people[0]
+    photo = np.asarray(Image.open(REAL / "images" / "mpii_060754485.jpg").convert("RGB"))
+    labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+    shoulders = d.keypoints[[2, 5]]
+    assert (shoulders >= 0).all()
+    below = np.arange(labels.shape[0])[:, None] > shoulders[:, 1].max() + 10
+    hair_below = ((labels == LABEL_INDEX["hair"]) & below).sum()
+    assert hair_below < 0.002 * d.mask.sum(), hair_below

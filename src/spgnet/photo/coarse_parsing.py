@@ -34,7 +34,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   the shoulders beside the head that no arm claims (hair over the shoulders). With the
   photo, hair below the eyes must have the colour of the hair above them, else it is
   clothing (a collar, a hood), and face pixels that are not skin, have the hair's colour
-  and touch the hair are hair (a fringe, hair framing the face); upper-clothes pixels of
+  and touch the hair are hair (a fringe, hair framing the face: the hair's colour from
+  the top of the head without its skin, unused when a mixture); upper-clothes pixels of
   the hair's colour that touch the hair, down to 0.6 torso lengths below the shoulders and
   within 0.6 units of the body's axis, are long hair (over the chest, down the back),
   unless most of the top has the hair's colour.
@@ -116,6 +117,7 @@ WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and t
 WAIST_APART = 4.0  # the two colours' medians at least this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 HIP_SKIN = 0.25  # when this share of that band passes for skin, the skin model also takes in the garment
+HAIR_SPREAD_MAX = np.array([30.0, 8.0, 8.0])  # a hair colour model wider than this (Y, Cb, Cr) is a mixture
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
@@ -318,6 +320,16 @@ def _colour_model(ycc: np.ndarray, pixels: np.ndarray):
     return _median_spread(ycc[pixels])
 
 
+def _hair_model(ycc: np.ndarray, pixels: np.ndarray):
+    """The hair's colour model from ``pixels``, or None with fewer than 30 of them or when
+    their spread exceeds :data:`HAIR_SPREAD_MAX` (hair mixed with skin or background: a
+    model that wide would take shirts' shadows for hair)."""
+    model = _colour_model(ycc, pixels)
+    if model is None or (model[1] > HAIR_SPREAD_MAX).any():
+        return None
+    return model
+
+
 def _skin_model(ycc: np.ndarray, face: np.ndarray):
     """The skin colour model from the ``face`` pixels that have a skin colour at all (see
     :data:`SKIN_CB`), its spread capped at :data:`SKIN_SPREAD_CAP`; None when fewer than
@@ -469,20 +481,18 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
 
     if image is not None:
-        skin_model = hair_model = None
+        skin_model = None
+        top_of_head = labels == HAIR  # a back view: the whole head
         if face is not None:
             # hair below the eyes must look like the hair above them (else: a collar, a hood)
             eye, up, step = face
             above_eyes = _grid_along(h, w, eye, up)
             low = above_eyes < 0
-            hair_model = _colour_model(ycc, (labels == HAIR) & ~low)
-            if hair_model is not None:
-                labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_model)] = UPPER
+            top_of_head &= ~low
+            hair_above = _colour_model(ycc, top_of_head)
+            if hair_above is not None:
+                labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_above)] = UPPER
             skin_model = _skin_model(ycc, (labels == FACE) & ~(mask & (nearest == _NECK_PART)))
-        if face is None:  # seen from the back the whole head is hair
-            hair_model = _colour_model(ycc, labels == HAIR)
-        if hair_model is not None and torso_length is not None:
-            _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
             skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
         hip_band = _hip_band(labels, kp, present, down, torso_length)
@@ -491,8 +501,13 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             shins = _skin_model(ycc, mask & _shins(kp, detected, nearest))
             if shins is not None and float(_colour_distance(garment[0], shins)) >= WAIST_APART:
                 skin_model = shins  # not the hips' garment going on down
+        skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask if skin_model is not None else None
+        # the hair's colour, from the top of the head without its skin (a forehead, a bald
+        # scalp); none when that is a mixture of colours (:func:`_hair_model`)
+        hair_model = _hair_model(ycc, top_of_head if skin is None else top_of_head & ~skin)
+        if hair_model is not None and torso_length is not None:
+            _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is not None:
-            skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
             if face is not None:
