@@ -101,6 +101,7 @@ HAND = 0.6  # the hand goes on beyond the wrist along the forearm, this many for
 THIGH, SHIN = 0.85, 0.85  # hip -> knee and knee -> ankle, in torso lengths (for missing joints)
 THIGH_RADIUS = 0.2  # thigh half-width in units (the gap between the thighs starts beyond it)
 SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
+MIN_GAP = 0.01  # units squared: a smaller gap is thighs that touch (wide trousers), not a skirt
 SAME_GARMENT = 8.0  # CIELAB distance of the median colours of skirt and top below which they are one dress
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
@@ -702,7 +703,7 @@ def _flared_hem(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: n
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
            ycc: np.ndarray | None = None) -> bool:
     """True when the mask fills the gap between two detected, spread thighs (a skirt or a
-    dress). With the photo, the garment must also end above the shins: when most of the
+    dress); a gap smaller than :data:`MIN_GAP` units squared is thighs that touch. With the photo, the garment must also end above the shins: when most of the
     shins (:data:`SHIN_BAND` of the way from knee to ankle) have the chroma of the gap (its
     lightness is left out: the gap is often in shadow), the legs wear pants that are wide
     or close together."""
@@ -721,7 +722,7 @@ def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.n
     if length2 <= 0:
         return False
     gap &= _grid_along(h, w, mid_hip, axis) / length2 >= 0.5
-    if gap.sum() < 12 or float(mask[gap].mean()) < SKIRT_FILL:
+    if gap.sum() < max(12.0, MIN_GAP * unit * unit) or float(mask[gap].mean()) < SKIRT_FILL:
         return False
     if ycc is None:  # without the photo (its YCbCr ``ycc``) the silhouette decides
         return True
