@@ -256,3 +256,22 @@ def test_a_person_filling_the_frame_is_found_with_a_border(detector):
         # in the photo's frame (left and right of a back view are BlazePose's guess)
         err = np.minimum(np.linalg.norm(kp - gt, axis=1), np.linalg.norm(kp - gt[partner], axis=1))[both]
         assert both.sum() >= 8 and np.median(err) < 8.0, err.round(1)
+
+
+
+def test_astronaut_with_colours_suit_ring_is_not_hair(detector, astronaut):
+    """With the photo, as ``prepare`` sees her (every person, the default visibility): the
+    glints on the suit's metal neck ring, some of the hair's colour and touching her hair,
+    are not long hair (thin lines, not locks); the top of her head is."""
+    from spgnet.photo.prepare import DEFAULT_VISIBILITY
+
+    with PoseDetector(DEFAULT_VISIBILITY) as det:
+        d = det.detect_people(astronaut)[0]
+    labels = coarse_parsing(d.mask, d.keypoints, astronaut, facing=d.facing)
+    j = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+    eyes, nose = d.keypoints[[j["r-eye"], j["l-eye"]]], d.keypoints[j["nose"]]
+    gap = float(np.linalg.norm(eyes[1] - eyes[0]))
+    below_chin = np.arange(labels.shape[0])[:, None] > nose[1] + 1.5 * gap
+    assert ((labels == 2) & below_chin).sum() < 50
+    top_of_head = np.flatnonzero(d.mask[:, int(nose[0])])[0]
+    assert labels[top_of_head + 5, int(nose[0])] == 2

@@ -38,7 +38,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   the top of the head without its skin, unused when a mixture); upper-clothes pixels of
   the hair's colour that touch the hair, down to 0.6 torso lengths below the shoulders and
   within 0.6 units of the body's axis, are long hair (over the chest, down the back),
-  unless most of the top has the hair's colour.
+  unless most of the top has the hair's colour; only locks (the region opened by a disk
+  of :data:`HAIR_STRAND` units), not glints and seams.
   A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
   decides with a face detector because BlazePose reports a nose on back views too) has
   no face: head and neck are hair.
@@ -119,6 +120,7 @@ WAIST_APART = 4.0  # the two colours' medians at least this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 HIP_SKIN = 0.25  # when this share of that band passes for skin, the skin model also takes in the garment
 HAIR_SPREAD_MAX = np.array([30.0, 8.0, 8.0])  # a hair colour model wider than this (Y, Cb, Cr) is a mixture
+HAIR_STRAND = 0.03  # units: long hair is opened with a disk of this radius (thinner is not a lock)
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
@@ -548,7 +550,12 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     if not top.any() or hairy.sum() > 0.5 * top.sum():
         return
     near = (along <= LONG_HAIR[0]) & (across <= LONG_HAIR[1])
-    labels[_touching(hairy & near, labels == HAIR)] = HAIR
+    from scipy import ndimage
+
+    r = max(1, round(HAIR_STRAND * unit))  # hair falls in locks, not in lines and specks (reflections, seams)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    locks = ndimage.binary_opening(hairy & near, structure=xx * xx + yy * yy <= r * r)
+    labels[_touching(locks, labels == HAIR)] = HAIR
 
 
 def _hip_band(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: np.ndarray,
