@@ -530,7 +530,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 labels[labels == PANTS] = SKIRT
         if torso_length is not None and present[_R_HIP] and present[_L_HIP]:
             _waist(labels, ycc, nearest, kp[[_R_HIP, _L_HIP]].mean(0), down, torso_length)
-        _shoe_tops(labels, ycc, kp, detected, nearest)
+        _shoe_tops(labels, ycc, kp, detected, nearest, unit)
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
 
@@ -610,10 +610,11 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.nd
 
 
 def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np.ndarray,
-               nearest: np.ndarray) -> None:
+               nearest: np.ndarray, unit: float) -> None:
     """Where the shoe starts (in place): shoe pixels nearer the colour of their leg's shin
     (trousers or skin, :data:`SHIN_BAND` of the way from knee to ankle) than the colour of
-    the shoe below the ankle go back to the leg's label. Per leg with a detected ankle;
+    the shoe below the ankle go back to the leg's label (specks smaller than (0.05 units)²
+    stay shoe). Per leg with a detected ankle;
     nothing changes when shoe and shin look alike (the two medians closer than
     :data:`WAIST_APART` spreads) or either has fewer than 30 pixels."""
     for part, shoe_label in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
@@ -629,6 +630,7 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np
         if not _apart(leg_model, shoe_model):
             continue
         back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
+        back = _without_specks(back, (0.05 * unit) ** 2)  # a glint on a shoe is not the trousers
         leg_labels = labels[leg]
         labels[back] = np.bincount(leg_labels).argmax()
 
