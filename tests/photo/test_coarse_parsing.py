@@ -564,3 +564,28 @@ def test_hair_colour_model_refuses_a_mixture():
     mixed[:, :20] = (205, 150, 120)  # half of it skin
     assert _hair_model(_ycbcr(mixed), np.ones((40, 40), bool)) is None
     assert _hair_model(ycc, np.zeros((40, 40), bool)) is None  # too few pixels
+
+
+
+def test_the_hands_teach_the_skin_colour_only_when_they_agree():
+    """Seen from the back, the hands give the skin's colour: both bare, their colour; one in
+    a brown leather glove (a catcher's mitt passes the skin box), no model at all."""
+    from spgnet.photo.coarse_parsing import _hands_skin, _ycbcr
+
+    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
+    kp = keypoints(back)
+    mask = draw_person(FRONT)
+    for side in ("r", "l"):
+        x, y = FRONT[f"{side}-wrist"]
+        mask[disk((y + 7, x), 5, shape=mask.shape)] = True
+    nearest = np.full((H, W), -1)
+    nearest[:, :40], nearest[:, 80:] = 6, 5  # the right arm's side (_R_ARM), the left arm's (_L_ARM)
+    skin, leather = (205, 150, 120), (95, 60, 40)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (40, 60, 160)
+    image[100:, :40][mask[100:, :40]] = skin
+    image[100:, 80:][mask[100:, 80:]] = skin
+    model = _hands_skin(_ycbcr(image), mask, kp, kp[:, 0] >= 0, nearest)
+    assert model is not None and np.allclose(model[0], _ycbcr(np.array([[skin]], np.uint8))[0, 0], atol=1.0)
+    image[100:, 80:][mask[100:, 80:]] = leather
+    assert _hands_skin(_ycbcr(image), mask, kp, kp[:, 0] >= 0, nearest) is None

@@ -184,3 +184,20 @@ def test_wide_trousers_on_touching_thighs_are_pants(found):
     labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
     assert (labels == LABEL_INDEX["skirt"]).sum() == 0
     assert (labels == LABEL_INDEX["pants"]).sum() > 0.15 * d.mask.sum()
+
+
+def test_the_catchers_mitt_and_shin_guards_are_not_skin(found):
+    """coco_000000196141: the crouching catcher, called a back view (his face is behind a
+    mask), has a brown leather mitt on one hand and red shin guards: neither may teach the
+    skin's colour, or his trousers become bare legs."""
+    from spgnet.parsing import LABEL_INDEX
+    from spgnet.photo.coarse_parsing import coarse_parsing
+
+    people, _ = found["coco_000000196141.jpg"]
+    catcher = [d for d in people if d.facing == "back"]
+    assert len(catcher) == 1
+    d = catcher[0]
+    photo = np.asarray(Image.open(REAL / "images" / "coco_000000196141.jpg").convert("RGB"))
+    labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+    legs = np.isin(labels, (LABEL_INDEX["left-leg"], LABEL_INDEX["right-leg"])).sum()
+    assert legs < 0.01 * d.mask.sum(), legs

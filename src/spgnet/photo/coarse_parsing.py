@@ -55,8 +55,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
 grey photos stay out; median and spread, the chroma spread capped), or, on a back view or
-behind a masked face, from the hands' pixels (each arm beyond its wrist), or, without
-hands, from the shins when their colour is not the garment's at the hips:
+behind a masked face, from the hands' pixels (each arm beyond its wrist; both hands, of one
+colour: a glove passes for skin), or, without hands, from the shins when 70 % of them
+have a skin colour and it is not the garment's at the hips:
 a pixel is skin when it is near that model and inside the box. Arm pixels that are not
 skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
 collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
@@ -113,6 +114,7 @@ SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads
 # and no pixel outside it is skin (beige and khaki cloth has Cr < 133).
 SKIN_CB, SKIN_CR = (77.0, 127.0), (133.0, 173.0)
 MIN_SKIN_SHARE = 0.25  # the skin model needs this share of the face's pixels inside the box
+BARE_SHINS = 0.7  # ... and this share of the shins' (bare shins are skin all over; shin guards, socks are not)
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
 WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist is looked for
 WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
@@ -333,15 +335,15 @@ def _hair_model(ycc: np.ndarray, pixels: np.ndarray):
     return model
 
 
-def _skin_model(ycc: np.ndarray, face: np.ndarray):
+def _skin_model(ycc: np.ndarray, face: np.ndarray, min_share: float = MIN_SKIN_SHARE):
     """The skin colour model from the ``face`` pixels that have a skin colour at all (see
     :data:`SKIN_CB`), its spread capped at :data:`SKIN_SPREAD_CAP`; None when fewer than
-    :data:`MIN_SKIN_SHARE` of the face (or 30 pixels) qualify: a masked or grey face."""
+    ``min_share`` of the face (or 30 pixels) qualify: a masked or grey face."""
     if face.sum() < 30:
         return None
     colours = ycc[face]
     skin = _in_skin_box(colours)
-    if skin.sum() < max(30, MIN_SKIN_SHARE * len(colours)):
+    if skin.sum() < max(30, min_share * len(colours)):
         return None
     return _median_spread(colours[skin], SKIN_SPREAD_CAP)
 
@@ -497,11 +499,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 labels[low & (labels == HAIR) & ~_has_colour(ycc, hair_above)] = UPPER
             skin_model = _skin_model(ycc, (labels == FACE) & ~(mask & (nearest == _NECK_PART)))
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
-            skin_model = _skin_model(ycc, mask & _hands(kp, present, nearest))
+            skin_model = _hands_skin(ycc, mask, kp, present, nearest)
         hip_band = _hip_band(labels, kp, present, down, torso_length)
         garment = _colour_model(ycc, hip_band)
         if skin_model is None and garment is not None:  # no hands either: bare shins below a hem
-            shins = _skin_model(ycc, mask & _shins(kp, detected, nearest))
+            shins = _skin_model(ycc, mask & _shins(kp, detected, nearest), BARE_SHINS)
             if shins is not None and float(_colour_distance(garment[0], shins)) >= WAIST_APART:
                 skin_model = shins  # not the hips' garment going on down
         skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask if skin_model is not None else None
@@ -656,17 +658,26 @@ def _shins(kp: np.ndarray, detected: np.ndarray, nearest: np.ndarray) -> np.ndar
     return out
 
 
-def _hands(kp: np.ndarray, present: np.ndarray, nearest: np.ndarray) -> np.ndarray:
-    """``(H, W)`` bool: the pixels of each arm beyond its wrist (its hand), for arms whose
-    elbow and wrist are known."""
+def _hands_skin(ycc: np.ndarray, mask: np.ndarray, kp: np.ndarray, present: np.ndarray, nearest: np.ndarray):
+    """The skin colour model from the hands (each arm beyond its wrist, for arms whose elbow
+    and wrist are known), or None. When both hands give a model, the two must agree (each
+    median within :data:`WAIST_APART` spreads of the other model): one hand may wear a
+    glove (a catcher's brown mitt passes for skin) or hold something. A single hand is
+    taken as it is."""
     h, w = nearest.shape
-    hands = np.zeros((h, w), bool)
+    hands = []
     for part in (_L_ARM, _R_ARM):
         _, elbow, wrist = _CHAINS[part]
         forearm = kp[wrist] - kp[elbow]
         if present[elbow] and present[wrist] and float(forearm @ forearm) > 0:
-            hands |= (nearest == part) & (_grid_along(h, w, kp[wrist], forearm) > 0)
-    return hands
+            hands.append(mask & (nearest == part) & (_grid_along(h, w, kp[wrist], forearm) > 0))
+    models = [m for m in (_skin_model(ycc, hand) for hand in hands) if m is not None]
+    if len(models) == 2:
+        a, b = models
+        if max(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= WAIST_APART:
+            return None  # the hands differ: which one is bare?
+        return _skin_model(ycc, hands[0] | hands[1])
+    return models[0] if models else None
 
 
 def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.ndarray) -> None:
