@@ -589,3 +589,24 @@ def test_the_hands_teach_the_skin_colour_only_when_they_agree():
     assert model is not None and np.allclose(model[0], _ycbcr(np.array([[skin]], np.uint8))[0, 0], atol=1.0)
     image[100:, 80:][mask[100:, 80:]] = leather
     assert _hands_skin(_ycbcr(image), mask, kp, kp[:, 0] >= 0, nearest) is None
+
+
+def test_background_inside_a_loose_mask_between_the_legs_is_no_skirt():
+    """A segmentation mask that bleeds across the gap between spread legs fills it with
+    background (grass), not with what the hips wear: trousers stay pants."""
+    joints = dict(FRONT, **{"r-knee": (38, 145), "r-ankle": (34, 178), "l-knee": (82, 145), "l-ankle": (86, 178)})
+    mask = draw_person(joints)
+    gap = np.zeros((H, W), bool)
+    rr, cc = polygon([112, 112, 150, 150], [50, 70, 80, 40], shape=mask.shape)
+    gap[rr, cc] = True
+    gap &= ~mask
+    mask |= gap
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (200, 40, 40)
+    image[:52][mask[:52]] = (224, 172, 140)
+    image[110:][mask[110:]] = (40, 60, 150)  # blue trousers down to the shoes
+    image[gap] = (60, 140, 50)  # grass
+    image[178:][mask[178:]] = (20, 20, 20)
+    labels = coarse_parsing(mask, keypoints(joints), image)
+    assert not (labels == L["skirt"]).any()
+    assert label_at(labels, 40, 140) == L["pants"]

@@ -723,7 +723,9 @@ def _flared_hem(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: n
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
            ycc: np.ndarray | None = None) -> bool:
     """True when the mask fills the gap between two detected, spread thighs (a skirt or a
-    dress); a gap smaller than :data:`MIN_GAP` units squared is thighs that touch. With the photo, the garment must also end above the shins: when most of the
+    dress); a gap smaller than :data:`MIN_GAP` units squared is thighs that touch. With
+    the photo, the gap must have the colour of the top of the thighs (else it is background
+    inside a loose mask), and the garment must end above the shins: when most of the
     shins (:data:`SHIN_BAND` of the way from knee to ankle) have the chroma of the gap (its
     lightness is left out: the gap is often in shadow), the legs wear pants that are wide
     or close together."""
@@ -749,6 +751,10 @@ def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.n
     garment = _colour_model(ycc, gap & mask)
     if garment is None:
         return True
+    top_of_thighs = mask & (thighs <= THIGH_RADIUS * unit) & (_grid_along(h, w, mid_hip, axis) / length2 <= 0.3)
+    hips = _colour_model(ycc, top_of_thighs)
+    if hips is not None and _apart(garment, hips):
+        return False  # the gap is not what the hips wear: background inside a loose mask
     shins = np.zeros((h, w), bool)
     for _, knee, ankle in (_CHAINS[_R_LEG], _CHAINS[_L_LEG]):
         shin = kp[ankle] - kp[knee]
