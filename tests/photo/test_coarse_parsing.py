@@ -610,3 +610,19 @@ def test_background_inside_a_loose_mask_between_the_legs_is_no_skirt():
     labels = coarse_parsing(mask, keypoints(joints), image)
     assert not (labels == L["skirt"]).any()
     assert label_at(labels, 40, 140) == L["pants"]
+
+
+def test_without_a_skin_colour_arms_of_the_tops_colour_are_sleeves():
+    """A back view with no hands and no bare shins gives no skin colour; arm pixels of the
+    torso's clothing colour (outside the skin box) are still its sleeves, skin-coloured arm
+    pixels stay arm."""
+    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear", "r-wrist", "l-wrist")}
+    mask = draw_person(FRONT)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = (40, 60, 160)  # a blue top with long sleeves ...
+    image[:45][mask[:45]] = (20, 20, 20)
+    image[:, :36][mask[:, :36] & (np.arange(H)[:, None] < 110)] = (205, 150, 120)  # ... but a bare right arm
+    image[110:][mask[110:]] = (90, 90, 95)
+    labels = coarse_parsing(mask, keypoints(back), image)
+    assert label_at(labels, 92, 92) == L["upper-clothes"] and label_at(labels, 86, 70) == L["upper-clothes"]
+    assert label_at(labels, 28, 92) == L["right-arm"]

@@ -59,7 +59,8 @@ behind a masked face, from the hands' pixels (each arm beyond its wrist; both ha
 colour: a glove passes for skin), or, without hands, from the shins when 70 % of them
 have a skin colour and it is not the garment's at the hips:
 a pixel is skin when it is near that model and inside the box. Arm pixels that are not
-skin are sleeves (upper-clothes), neck pixels below the chin that are not skin are a
+skin are sleeves (upper-clothes; with no skin model, arm pixels of the torso clothing's
+colour outside the skin box are), neck pixels below the chin that are not skin are a
 collar (upper-clothes; front views only), and pants/skirt pixels that are skin are the bare legs
 (**left-leg 16** / **right-leg 17**; specks smaller than a tenth of a shoulder width
 squared stay cloth); when a quarter of the garment at the top of the legs passes for skin
@@ -512,6 +513,10 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
         hair_model = _hair_model(ycc, top_of_head if skin is None else top_of_head & ~skin)
         if hair_model is not None and torso_length is not None:
             _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
+        if skin_model is None:  # no skin to compare with: arms of the top's colour are its sleeves
+            top = _colour_model(ycc, (labels == UPPER) & (nearest == _TORSO))
+            if top is not None:
+                labels[np.isin(labels, (LEFT_ARM, RIGHT_ARM)) & _has_colour(ycc, top) & ~_in_skin_box(ycc)] = UPPER
         if skin_model is not None:
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
