@@ -268,8 +268,10 @@ class PoseDetector:
             self._quiet = False
         return result
 
-    def detect_one(self, image: np.ndarray) -> Detection | None:
-        """``(H, W, 3)`` uint8 RGB -> :class:`Detection`, or None when no person is found."""
+    def detect_one(self, image: np.ndarray, refine: bool = True) -> Detection | None:
+        """``(H, W, 3)`` uint8 RGB -> :class:`Detection`, or None when no person is found.
+        ``refine=False`` keeps BlazePose's own mask (the person search compares many views
+        and sharpens only the masks of the people it keeps)."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise SPGNetError(f"keypoint detection needs (H, W, 3) uint8 RGB images, got {image.shape} {image.dtype}")
@@ -284,7 +286,7 @@ class PoseDetector:
             probability = np.asarray(result.segmentation_mask, dtype=np.float32)
             person = probability >= MASK_THRESHOLD
             certainty = float((probability >= SURE_PIXEL).sum() / person.sum()) if person.any() else 0.0
-            mask = refine_mask(image, probability) >= MASK_THRESHOLD
+            mask = (refine_mask(image, probability) if refine else probability) >= MASK_THRESHOLD
         else:
             mask, certainty = np.zeros((h, w), bool), 1.0
         return Detection(
@@ -304,7 +306,7 @@ class PoseDetector:
         """:meth:`detect_one` on ``image[y0:y1, x0:x1]``, returned in the whole image's frame
         (landmarks shifted, the mask placed into an image-sized canvas)."""
         x0, y0, x1, y1 = box
-        found = self.detect_one(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        found = self.detect_one(np.ascontiguousarray(image[y0:y1, x0:x1]), refine=False)
         if found is None:
             return None
         mask = np.zeros(image.shape[:2], bool)
@@ -325,7 +327,7 @@ class PoseDetector:
         fills the whole frame appears smaller, as BlazePose's person detector expects."""
         h, w = image.shape[:2]
         py, px = max(1, round(pad * h)), max(1, round(pad * w))
-        found = self.detect_one(np.pad(image, ((py, py), (px, px), (0, 0)), mode="edge"))
+        found = self.detect_one(np.pad(image, ((py, py), (px, px), (0, 0)), mode="edge"), refine=False)
         return None if found is None else self._moved(found, -px, -py, found.mask[py : py + h, px : px + w])
 
     def facing(self, image: np.ndarray, d: Detection) -> str:
@@ -620,6 +622,8 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
             people.append(d)
     if not people and unsure:  # nobody sure: the most certain rather than nobody
         people.append(max(unsure, key=lambda t: t.certainty))
+    for d in people:  # only the people kept get their masks sharpened along the photo's edges
+        d.mask = refine_mask(image, d.mask.astype(np.float32)) >= MASK_THRESHOLD
     _share_masks(people, size)
     for d in people:
         d.facing = detector.facing(image, d)
