@@ -12,7 +12,8 @@ from spgnet.photo.detect import PoseDetector, guided_filter
 
 @pytest.mark.parametrize("radius, eps", [(2, 50.0), (4, 500.0)])
 def test_guided_filter_matches_opencv(radius, eps):
-    cv2 = pytest.importorskip("cv2")  # opencv-contrib comes with mediapipe
+    import cv2  # opencv-contrib-python comes with mediapipe (the photo and dev extras)
+
     rng = np.random.default_rng(radius)
     image = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
     src = rng.random((60, 80)).astype(np.float32)
