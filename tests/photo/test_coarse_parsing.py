@@ -25,6 +25,11 @@ FRONT = {
 }
 
 
+# The same person seen from the back: no face joints (BACK_NO_HANDS: the hands hidden too).
+BACK = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
+BACK_NO_HANDS = {k: v for k, v in BACK.items() if k not in ("r-wrist", "l-wrist")}
+
+
 def keypoints(joints: dict) -> np.ndarray:
     kp = np.full((18, 2), -1.0, np.float32)
     for name, xy in joints.items():
@@ -32,8 +37,9 @@ def keypoints(joints: dict) -> np.ndarray:
     return kp
 
 
-def draw_person(joints: dict) -> np.ndarray:
-    """A silhouette drawn with skimage: head disk, torso polygon, thick limbs, feet."""
+def draw_person(joints: dict, hands: bool = False) -> np.ndarray:
+    """A silhouette drawn with skimage: head disk, torso polygon, thick limbs, feet (and a
+    hand below each wrist with ``hands``)."""
     mask = np.zeros((H, W), bool)
 
     def thick(a, b, r):
@@ -53,6 +59,10 @@ def draw_person(joints: dict) -> np.ndarray:
     for side in ("r", "l"):
         x, y = joints[f"{side}-ankle"]
         mask[int(y) : int(y) + 12, int(x) - 6 : int(x) + 7] = True  # a foot below the ankle
+    if hands:
+        for side in ("r", "l"):
+            x, y = joints[f"{side}-wrist"]
+            mask[disk((y + 7, x), 5, shape=mask.shape)] = True
     return mask
 
 
@@ -108,8 +118,7 @@ def test_arm_in_front_of_the_torso_stays_arm():
 
 
 def test_back_view_head_is_hair():
-    joints = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
-    labels = coarse_parsing(draw_person(FRONT), keypoints(joints))
+    labels = coarse_parsing(draw_person(FRONT), keypoints(BACK))
     assert label_at(labels, 60, 28) == L["hair"]
     assert not (labels == L["face"]).any()
 
@@ -378,11 +387,7 @@ def test_a_flared_skirt_over_closed_legs_is_a_skirt_and_shorts_stay_pants():
 def test_a_back_view_takes_its_skin_colour_from_the_hands():
     """Seen from the back there is no face to learn the skin's colour from; the hands (beyond
     the wrists) give it: a sleeve is clothing, a bare arm is arm, bare shins are legs."""
-    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
-    mask = draw_person(FRONT)
-    for side in ("r", "l"):  # a hand below each wrist
-        x, y = FRONT[f"{side}-wrist"]
-        mask[disk((y + 7, x), 5, shape=mask.shape)] = True
+    mask = draw_person(FRONT, hands=True)
     skin, shirt, shorts = np.array([224, 172, 140]), np.array([40, 60, 160]), np.array([30, 30, 30])
     image = np.zeros((H, W, 3), np.uint8)
     image[mask] = shirt
@@ -392,7 +397,7 @@ def test_a_back_view_takes_its_skin_colour_from_the_hands():
     image[110:, 34:86][mask[110:, 34:86]] = shorts
     image[140:][mask[140:]] = skin  # bare shins
     image[175:][mask[175:]] = shorts  # shoes
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK), image)
     assert label_at(labels, 60, 30) == L["hair"]
     assert label_at(labels, 28, 92) == L["right-arm"] and label_at(labels, 92, 92) == L["upper-clothes"]
     assert label_at(labels, 94, 112) == L["left-arm"]  # the hand
@@ -424,7 +429,6 @@ def test_hair_framing_the_face_is_hair_not_face():
 
 
 def test_long_hair_down_the_back_is_hair_unless_the_top_is_the_hairs_colour():
-    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
     mask = draw_person(FRONT)
     hair, shirt, skin = (60, 35, 20), (40, 60, 160), (224, 172, 140)
     image = np.zeros((H, W, 3), np.uint8)
@@ -433,11 +437,11 @@ def test_long_hair_down_the_back_is_hair_unless_the_top_is_the_hairs_colour():
     image[45:80, 52:69][mask[45:80, 52:69]] = hair  # hair down to the shoulder blades
     image[:, :36][mask[:, :36]] = skin  # bare arms
     image[:, 85:][mask[:, 85:]] = skin
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK), image)
     assert label_at(labels, 60, 65) == L["hair"] and label_at(labels, 60, 75) == L["hair"]
     assert label_at(labels, 45, 70) == L["upper-clothes"] and label_at(labels, 60, 95) == L["upper-clothes"]
     image[45:110][mask[45:110] & (image[45:110] == shirt).all(-1)] = (62, 37, 22)  # a top of the hair's colour
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK), image)
     assert label_at(labels, 60, 65) == L["upper-clothes"] and label_at(labels, 45, 70) == L["upper-clothes"]
 
 
@@ -504,7 +508,6 @@ def test_shoes_start_where_their_colour_does():
 def test_a_back_view_without_hands_takes_its_skin_from_bare_shins():
     """Seen from the back with the hands hidden (on the hips, behind the body) the shins below
     a hem give the skin's colour, when it is not the garment at the hips going on down."""
-    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear", "r-wrist", "l-wrist")}
     mask = draw_person(FRONT)
     skin, shirt, shorts = (205, 150, 120), (40, 60, 160), (90, 90, 95)
     image = np.zeros((H, W, 3), np.uint8)
@@ -513,11 +516,11 @@ def test_a_back_view_without_hands_takes_its_skin_from_bare_shins():
     image[110:][mask[110:]] = shorts
     image[140:][mask[140:]] = skin  # bare shins
     image[178:][mask[178:]] = (20, 20, 20)
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK_NO_HANDS), image)
     assert label_at(labels, 47, 125) == L["pants"]
     assert label_at(labels, 46, 165) == L["right-leg"] and label_at(labels, 74, 165) == L["left-leg"]
     image[110:178][mask[110:178]] = (190, 150, 115)  # trousers of a skin-like colour down to the shoes
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK_NO_HANDS), image)
     assert label_at(labels, 47, 125) == L["pants"] and label_at(labels, 46, 165) == L["pants"]
 
 
@@ -572,12 +575,8 @@ def test_the_hands_teach_the_skin_colour_only_when_they_agree():
     a brown leather glove (a catcher's mitt passes the skin box), no model at all."""
     from spgnet.photo.coarse_parsing import _hands_skin, _ycbcr
 
-    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear")}
-    kp = keypoints(back)
-    mask = draw_person(FRONT)
-    for side in ("r", "l"):
-        x, y = FRONT[f"{side}-wrist"]
-        mask[disk((y + 7, x), 5, shape=mask.shape)] = True
+    kp = keypoints(BACK)
+    mask = draw_person(FRONT, hands=True)
     nearest = np.full((H, W), -1)
     nearest[:, :40], nearest[:, 80:] = 6, 5  # the right arm's side (_R_ARM), the left arm's (_L_ARM)
     skin, leather = (205, 150, 120), (95, 60, 40)
@@ -616,13 +615,12 @@ def test_without_a_skin_colour_arms_of_the_tops_colour_are_sleeves():
     """A back view with no hands and no bare shins gives no skin colour; arm pixels of the
     torso's clothing colour (outside the skin box) are still its sleeves, skin-coloured arm
     pixels stay arm."""
-    back = {k: v for k, v in FRONT.items() if k not in ("nose", "r-eye", "l-eye", "r-ear", "l-ear", "r-wrist", "l-wrist")}
     mask = draw_person(FRONT)
     image = np.zeros((H, W, 3), np.uint8)
     image[mask] = (40, 60, 160)  # a blue top with long sleeves ...
     image[:45][mask[:45]] = (20, 20, 20)
     image[:, :36][mask[:, :36] & (np.arange(H)[:, None] < 110)] = (205, 150, 120)  # ... but a bare right arm
     image[110:][mask[110:]] = (90, 90, 95)
-    labels = coarse_parsing(mask, keypoints(back), image)
+    labels = coarse_parsing(mask, keypoints(BACK_NO_HANDS), image)
     assert label_at(labels, 92, 92) == L["upper-clothes"] and label_at(labels, 86, 70) == L["upper-clothes"]
     assert label_at(labels, 28, 92) == L["right-arm"]

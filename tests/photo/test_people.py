@@ -45,6 +45,14 @@ def hits(truth: np.ndarray, got: np.ndarray, head_size: float | None) -> np.ndar
     return annotated & detected & close
 
 
+def parsed(name: str, d) -> np.ndarray:
+    """The coarse parsing of the detected person ``d`` in the real photo ``name``, with its colours."""
+    from spgnet.photo.coarse_parsing import coarse_parsing
+
+    photo = np.asarray(Image.open(REAL / "images" / name).convert("RGB"))
+    return coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+
+
 def test_every_annotated_person_is_found_and_pckh(found):
     right = total = 0
     for name, (people, persons) in found.items():
@@ -158,12 +166,9 @@ def test_no_hair_on_the_mechanics_white_shirt(found):
     and skin; a hair colour model from all of it spanned the shirt's grey shadows, and the
     long-hair rule painted them hair. Below the shoulders nothing is hair."""
     from spgnet.parsing import LABEL_INDEX
-    from spgnet.photo.coarse_parsing import coarse_parsing
 
-    people, _ = found["mpii_060754485.jpg"]
-    d = people[0]
-    photo = np.asarray(Image.open(REAL / "images" / "mpii_060754485.jpg").convert("RGB"))
-    labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+    d = found["mpii_060754485.jpg"][0][0]
+    labels = parsed("mpii_060754485.jpg", d)
     shoulders = d.keypoints[[2, 5]]
     assert (shoulders >= 0).all()
     below = np.arange(labels.shape[0])[:, None] > shoulders[:, 1].max() + 10
@@ -176,12 +181,9 @@ def test_wide_trousers_on_touching_thighs_are_pants(found):
     compare). Between his thighs the mask is filled over a sliver of 0.007 shoulder widths
     squared, which made the trousers a skirt; a gap that small is thighs that touch."""
     from spgnet.parsing import LABEL_INDEX
-    from spgnet.photo.coarse_parsing import coarse_parsing
 
-    people, _ = found["mpii_004645041.jpg"]
-    d = people[0]
-    photo = np.asarray(Image.open(REAL / "images" / "mpii_004645041.jpg").convert("RGB"))
-    labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+    d = found["mpii_004645041.jpg"][0][0]
+    labels = parsed("mpii_004645041.jpg", d)
     assert (labels == LABEL_INDEX["skirt"]).sum() == 0
     assert (labels == LABEL_INDEX["pants"]).sum() > 0.15 * d.mask.sum()
 
@@ -191,13 +193,10 @@ def test_the_catchers_mitt_and_shin_guards_are_not_skin(found):
     mask), has a brown leather mitt on one hand and red shin guards: neither may teach the
     skin's colour, or his trousers become bare legs."""
     from spgnet.parsing import LABEL_INDEX
-    from spgnet.photo.coarse_parsing import coarse_parsing
 
-    people, _ = found["coco_000000196141.jpg"]
-    catcher = [d for d in people if d.facing == "back"]
+    catcher = [d for d in found["coco_000000196141.jpg"][0] if d.facing == "back"]
     assert len(catcher) == 1
     d = catcher[0]
-    photo = np.asarray(Image.open(REAL / "images" / "coco_000000196141.jpg").convert("RGB"))
-    labels = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+    labels = parsed("coco_000000196141.jpg", d)
     legs = np.isin(labels, (LABEL_INDEX["left-leg"], LABEL_INDEX["right-leg"])).sum()
     assert legs < 0.01 * d.mask.sum(), legs

@@ -119,7 +119,7 @@ BARE_SHINS = 0.7  # ... and this share of the shins' (bare shins are skin all ov
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
 WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist is looked for
 WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
-WAIST_APART = 4.0  # the two colours' medians at least this many spreads apart
+COLOURS_APART = 4.0  # two colour models differ when their medians are this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 HIP_SKIN = 0.25  # when this share of that band passes for skin, the skin model also takes in the garment
 HAIR_SPREAD_MAX = np.array([30.0, 8.0, 8.0])  # a hair colour model wider than this (Y, Cb, Cr) is a mixture
@@ -394,9 +394,9 @@ def _colour_distance(ycc: np.ndarray, model) -> np.ndarray:
 
 
 def _apart(a, b) -> bool:
-    """Whether two colour models differ: each median lies at least :data:`WAIST_APART`
+    """Whether two colour models differ: each median lies at least :data:`COLOURS_APART`
     spreads of the other model from it."""
-    return min(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= WAIST_APART
+    return min(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= COLOURS_APART
 
 
 def _has_colour(ycc: np.ndarray, model, lightness: bool = True) -> np.ndarray:
@@ -459,9 +459,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
         near_arm = (arm_dist.min(0) <= ARM_RADIUS * unit) & np.isin(nearest, (_TORSO, _L_LEG, _R_LEG))
         nearest = np.where(near_arm, part_ids[arm_rows][arm_dist.argmin(0)], nearest)
     leg_rows = np.isin(part_ids, (_L_LEG, _R_LEG))
-    if leg_rows.any() and present[_R_HIP] and present[_L_HIP]:
+    # every pixel's position down the body from the hip line, in pixels (None without both hips)
+    hip_axis = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) if present[_R_HIP] and present[_L_HIP] else None
+    if leg_rows.any() and hip_axis is not None:
         # below the hip line the legs take over from the torso (the pants' waistband is straight)
-        below = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) > 0
+        below = hip_axis > 0
         nearest = np.where(below & (nearest == _TORSO), part_ids[leg_rows][dist[leg_rows].argmin(0)], nearest)
     if (present[_R_SH] or present[_L_SH]) and np.isin(part_ids, (_HEAD,)).any():
         # above the shoulders and off the arm chains: hair that falls over the shoulders
@@ -475,10 +477,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     ycc = None if image is None else _ycbcr(np.asarray(image))  # the photo in YCbCr, for every colour rule
     if _skirt(mask, kp, present, detected, unit, ycc):
         labels_all = np.where(legs, np.uint8(SKIRT), labels_all)
+    # every pixel's position along each shin, 0 at the knee and 1 at the detected ankle
+    shin_axes = {part: _along_shin(kp, detected, part, (h, w)) for part in (_L_LEG, _R_LEG)}
     for part, shoe in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
-        along = _along_shin(kp, detected, part, (h, w))
-        if along is not None:
-            labels_all = np.where((nearest == part) & (along >= SHOE_FRACTION), np.uint8(shoe), labels_all)
+        if shin_axes[part] is not None:
+            labels_all = np.where((nearest == part) & (shin_axes[part] >= SHOE_FRACTION), np.uint8(shoe), labels_all)
     labels[mask] = labels_all[mask]
     neck = nearest == _NECK_PART
     if neck.any():  # the neck is its capsule; the pixels merely nearest to it belong to the head
@@ -501,11 +504,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             skin_model = _skin_model(ycc, (labels == FACE) & ~(mask & (nearest == _NECK_PART)))
         if skin_model is None:  # a back view, or a face behind a mask: the hands' skin
             skin_model = _hands_skin(ycc, mask, kp, present, nearest)
-        hip_band = _hip_band(labels, kp, present, down, torso_length)
+        hip_band = _hip_band(labels, hip_axis, torso_length)
         garment = _colour_model(ycc, hip_band)
         if skin_model is None and garment is not None:  # no hands either: bare shins below a hem
-            shins = _skin_model(ycc, mask & _shins(kp, detected, nearest), BARE_SHINS)
-            if shins is not None and float(_colour_distance(garment[0], shins)) >= WAIST_APART:
+            shins = _skin_model(ycc, mask & _shins(shin_axes, nearest), BARE_SHINS)
+            if shins is not None and float(_colour_distance(garment[0], shins)) >= COLOURS_APART:
                 skin_model = shins  # not the hips' garment going on down
         skin = _has_colour(ycc, skin_model) & _in_skin_box(ycc) & mask if skin_model is not None else None
         # the hair's colour, from the top of the head without its skin (a forehead, a bald
@@ -517,7 +520,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             top = _colour_model(ycc, (labels == UPPER) & (nearest == _TORSO))
             if top is not None:
                 labels[np.isin(labels, (LEFT_ARM, RIGHT_ARM)) & _has_colour(ycc, top) & ~_in_skin_box(ycc)] = UPPER
-        if skin_model is not None:
+        else:
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
             if face is not None:
@@ -533,11 +536,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
-            if _flared_hem(labels, kp, present, down, unit):  # a skirt over closed legs
+            if hip_axis is not None and _flared_hem(labels, hip_axis / unit, unit):  # a skirt over closed legs
                 labels[labels == PANTS] = SKIRT
-        if torso_length is not None and present[_R_HIP] and present[_L_HIP]:
-            _waist(labels, ycc, nearest, kp[[_R_HIP, _L_HIP]].mean(0), down, torso_length)
-        _shoe_tops(labels, ycc, kp, detected, nearest, unit)
+        if torso_length is not None and hip_axis is not None:
+            _waist(labels, ycc, nearest, hip_axis / torso_length)
+        _shoe_tops(labels, ycc, shin_axes, nearest, unit)
         _dress(labels, np.asarray(image), ycc, nearest)
     return labels
 
@@ -548,6 +551,8 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     hair's colour that touch the hair, within :data:`LONG_HAIR` (torso lengths below the
     shoulders, units either side of the body's axis) are hair. Not when most of the
     torso's clothing has the hair's colour (a black top under black hair: no telling)."""
+    from scipy import ndimage
+
     h, w = labels.shape
     shoulders = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
     along = _grid_along(h, w, shoulders, down) / torso_length
@@ -557,30 +562,25 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     if not top.any() or hairy.sum() > 0.5 * top.sum():
         return
     near = (along <= LONG_HAIR[0]) & (across <= LONG_HAIR[1])
-    from scipy import ndimage
-
     r = max(1, round(HAIR_STRAND * unit))  # hair falls in locks, not in lines and specks (reflections, seams)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     locks = ndimage.binary_opening(hairy & near, structure=xx * xx + yy * yy <= r * r)
     labels[_touching(locks, labels == HAIR)] = HAIR
 
 
-def _hip_band(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: np.ndarray,
-              torso_length: float | None) -> np.ndarray:
+def _hip_band(labels: np.ndarray, hip_axis: np.ndarray | None, torso_length: float | None) -> np.ndarray:
     """``(H, W)`` bool: the pants/skirt pixels within :data:`HIP_BAND` torso lengths below
-    the hip line (all False without both hips). The hips are clothed: these pixels are cloth
+    the hip line (``hip_axis``: pixels down the body from it; all False without it). The hips are clothed: these pixels are cloth
     whatever their colour, so when :data:`HIP_SKIN` of them pass for skin (brown or beige
     trousers), the leg pixels nearer their colour than the skin's are cloth too. (Not
     always: a patterned garment's colour model is so wide that bare legs would be nearer it.)"""
-    h, w = labels.shape
-    if torso_length is None or not (present[_R_HIP] and present[_L_HIP]):
-        return np.zeros((h, w), bool)
-    along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / torso_length
+    if torso_length is None or hip_axis is None:
+        return np.zeros(labels.shape, bool)
+    along = hip_axis / torso_length
     return np.isin(labels, (PANTS, SKIRT)) & (along >= 0) & (along <= HIP_BAND)
 
 
-def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.ndarray, down: np.ndarray,
-           torso_length: float) -> None:
+def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, along: np.ndarray) -> None:
     """Move the border between the top and the bottom garment (in place) from the hip line
     to where their colours meet: a long top reaches below the hip joints, high-waisted
     trousers above them.
@@ -591,9 +591,8 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.nd
     across the body, in steps of 0.05 torso lengths, that leaves the most pixels on their
     own side: bottom garment above it becomes upper-clothes, the torso's upper-clothes below
     it the bottom garment (a sleeve stays a sleeve). Nothing changes when
-    the two colours are alike (a dress, one suit) or either model is missing."""
-    h, w = labels.shape
-    along = _grid_along(h, w, hips, down) / torso_length
+    the two colours are alike (a dress, one suit) or either model is missing. ``along``:
+    every pixel's position down the body from the hip line, in torso lengths."""
     near, far = WAIST_MODELS
     top = _colour_model(ycc, (labels == UPPER) & (along >= -far) & (along <= -near))
     bottom_labels = np.isin(labels, (PANTS, SKIRT))
@@ -616,16 +615,15 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, hips: np.nd
     labels[zone & (labels == UPPER) & (nearest == _TORSO) & (along >= waist)] = bottom_label  # a high waist
 
 
-def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, kp: np.ndarray, detected: np.ndarray,
-               nearest: np.ndarray, unit: float) -> None:
+def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np.ndarray, unit: float) -> None:
     """Where the shoe starts (in place): shoe pixels nearer the colour of their leg's shin
     (trousers or skin, :data:`SHIN_BAND` of the way from knee to ankle) than the colour of
     the shoe below the ankle go back to the leg's label (specks smaller than (0.05 units)²
-    stay shoe). Per leg with a detected ankle;
+    stay shoe). Per leg with a detected ankle (``shin_axes``: see :func:`_along_shin`);
     nothing changes when shoe and shin look alike (the two medians closer than
-    :data:`WAIST_APART` spreads) or either has fewer than 30 pixels."""
+    :data:`COLOURS_APART` spreads) or either has fewer than 30 pixels."""
     for part, shoe_label in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
-        along = _along_shin(kp, detected, part, labels.shape)
+        along = shin_axes[part]
         if along is None:
             continue
         shoe = labels == shoe_label
@@ -652,12 +650,11 @@ def _along_shin(kp: np.ndarray, detected: np.ndarray, part: int, size: tuple[int
     return _grid_along(*size, kp[knee], shin) / float(shin @ shin)
 
 
-def _shins(kp: np.ndarray, detected: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+def _shins(shin_axes: dict, nearest: np.ndarray) -> np.ndarray:
     """``(H, W)`` bool: the pixels of each leg :data:`SHIN_BAND` of the way from its knee to
-    its detected ankle."""
+    its detected ankle (``shin_axes``: see :func:`_along_shin`)."""
     out = np.zeros(nearest.shape, bool)
-    for part in (_L_LEG, _R_LEG):
-        along = _along_shin(kp, detected, part, nearest.shape)
+    for part, along in shin_axes.items():
         if along is not None:
             out |= (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
     return out
@@ -666,7 +663,7 @@ def _shins(kp: np.ndarray, detected: np.ndarray, nearest: np.ndarray) -> np.ndar
 def _hands_skin(ycc: np.ndarray, mask: np.ndarray, kp: np.ndarray, present: np.ndarray, nearest: np.ndarray):
     """The skin colour model from the hands (each arm beyond its wrist, for arms whose elbow
     and wrist are known), or None. When both hands give a model, the two must agree (each
-    median within :data:`WAIST_APART` spreads of the other model): one hand may wear a
+    median within :data:`COLOURS_APART` spreads of the other model): one hand may wear a
     glove (a catcher's brown mitt passes for skin) or hold something. A single hand is
     taken as it is."""
     h, w = nearest.shape
@@ -679,7 +676,7 @@ def _hands_skin(ycc: np.ndarray, mask: np.ndarray, kp: np.ndarray, present: np.n
     models = [m for m in (_skin_model(ycc, hand) for hand in hands) if m is not None]
     if len(models) == 2:
         a, b = models
-        if max(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= WAIST_APART:
+        if max(float(_colour_distance(a[0], b)), float(_colour_distance(b[0], a))) >= COLOURS_APART:
             return None  # the hands differ: which one is bare?
         return _skin_model(ycc, hands[0] | hands[1])
     return models[0] if models else None
@@ -705,20 +702,19 @@ def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.n
     labels[skirt] = DRESS
 
 
-def _flared_hem(labels: np.ndarray, kp: np.ndarray, present: np.ndarray, down: np.ndarray, unit: float) -> bool:
+def _flared_hem(labels: np.ndarray, along: np.ndarray, unit: float) -> bool:
     """True when the pants end in a hem at least :data:`HEM_FLARE` times as wide as the
     bare legs just below it: a skirt, also over closed legs, where :func:`_skirt` sees no
     gap to fill. Widths are pixel counts in two bands :data:`HEM_BAND` units high along the
     body's axis: the garment's last band (its hem: the 97th percentile of the garment's
     extent down the axis) and the bare legs' band just below it, which must hold at least
     0.03 units squared (long trousers with a skin-coloured speck at the ankle do
-    not count). Shorts end as wide as the thighs they cover."""
-    h, w = labels.shape
+    not count). Shorts end as wide as the thighs they cover. ``along``: every pixel's
+    position down the body from the hip line, in units."""
     garment = labels == PANTS
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
-    if garment.sum() < 30 or not bare.any() or not (present[_R_HIP] and present[_L_HIP]):
+    if garment.sum() < 30 or not bare.any():
         return False
-    along = _grid_along(h, w, kp[[_R_HIP, _L_HIP]].mean(0), down) / unit
     hem = float(np.percentile(along[garment], 97))
     hem_width = (garment & (along > hem - HEM_BAND) & (along <= hem)).sum()
     legs_width = (bare & (along > hem) & (along <= hem + HEM_BAND)).sum()
