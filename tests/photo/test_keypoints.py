@@ -259,6 +259,47 @@ def test_a_person_filling_the_frame_is_found_with_a_border(detector):
 
 
 
+def test_back_views_drawn_from_the_front_are_mirrored(detector):
+    """BlazePose draws some back views as if seen from the front: the person's right
+    shoulder on the image's left (synthetic back views at 256 x 176, seeds [41, 7] and
+    [41, 13]). Once the view is decided to be the back, the skeleton is mirrored: every
+    side-specific joint lies nearer its own ground truth than its mirror partner's."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    partner = np.array(FLIP_INDEX)
+    for i in (7, 13):
+        rng = np.random.default_rng([41, i])
+        person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (256, 176))
+        people = detector.detect_people(person["image"])
+        assert len(people) == 1 and people[0].facing == "back", i
+        gt, kp = person["keypoints"], people[0].keypoints
+        sided = (gt >= 0).all(1) & (kp >= 0).all(1) & (gt[partner] >= 0).all(1) & (partner != np.arange(18))
+        own = np.linalg.norm(kp - gt, axis=1)[sided]
+        mirrored = np.linalg.norm(kp - gt[partner], axis=1)[sided]
+        assert sided.sum() >= 8 and (own < mirrored).mean() >= 0.9, (i, own.round(1), mirrored.round(1))
+
+
+def test_handedness_of_hand_made_skeletons():
+    """The sign of the skeleton's side, on landmarks placed by hand: upright from the front
+    (left shoulder at the image's right) +1, from the back -1; a rotation keeps the sign
+    (upside down or lying, seen from the front: +1); profile 0."""
+    from spgnet.photo.detect import _handedness
+
+    def skeleton(l_sh, r_sh, l_hip, r_hip):
+        lm = np.zeros((33, 3), np.float32)
+        lm[11, :2], lm[12, :2], lm[23, :2], lm[24, :2] = l_sh, r_sh, l_hip, r_hip
+        return lm
+
+    assert _handedness(skeleton((60, 40), (40, 40), (58, 90), (42, 90))) == pytest.approx(1.0)
+    assert _handedness(skeleton((40, 40), (60, 40), (42, 90), (58, 90))) == pytest.approx(-1.0)
+    # the upright front view turned by 180 degrees: the left shoulder at the image's left
+    assert _handedness(skeleton((40, 90), (60, 90), (42, 40), (58, 40))) == pytest.approx(1.0)
+    # turned by 90 degrees, head to the image's left: the left shoulder above the right one
+    assert _handedness(skeleton((40, 40), (40, 60), (90, 42), (90, 58))) == pytest.approx(1.0)
+    assert abs(_handedness(skeleton((50, 40), (50, 40), (50, 90), (50, 90)))) < 1e-6
+
+
 def test_astronaut_with_colours_suit_ring_is_not_hair(detector, astronaut):
     """With the photo, as ``prepare`` sees her (every person, the default visibility): the
     glints on the suit's metal neck ring, some of the hair's colour and touching her hair,

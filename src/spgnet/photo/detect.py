@@ -398,8 +398,11 @@ class PoseDetector:
         run's whose segmentation is unsure (on average over their views, fewer than
         :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
         skeleton seen in a shadow or in a machine) are dropped, and every mask is
-        restricted to the pixels nearer this person's skeleton than anyone else's. An
-        empty list means no person.
+        restricted to the pixels nearer this person's skeleton than anyone else's. Each
+        person's view is decided (:meth:`facing`); a back view whose skeleton BlazePose
+        drew as if seen from the front (the person's left shoulder on the image's left of
+        an upright body, see :func:`_handedness`) is mirrored, left and right landmarks
+        exchanged. An empty list means no person.
         """
         return find_people(self, image, max_people)
 
@@ -416,12 +419,35 @@ MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 FRAME_PAD = 0.25  # when nobody is found, the search is run once more with this border (of the size) around the photo
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
+SURE_HANDED = 0.3  # |sine| between the body's up and its shoulder line above which the skeleton's side is clear
 
 # BlazePose landmarks of the body (nose, shoulders, elbows, wrists, hips, knees, ankles)
 # and the bones between them, for comparing candidates and sharing the mask.
 _BODY = np.array([0, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28])
 _BONES = np.array([(11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (12, 24), (23, 24),
                    (23, 25), (25, 27), (24, 26), (26, 28), (0, 11), (0, 12)])
+
+
+# Each BlazePose landmark's mirror partner (left <-> right; nose 0 is its own).
+_MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15,
+                      18, 17, 20, 19, 22, 21, 24, 23, 26, 25, 28, 27, 30, 29, 32, 31])
+
+
+def _handedness(landmarks: np.ndarray) -> float:
+    """Which way round a BlazePose skeleton is drawn: the sine of the angle from the body's
+    up (hips' midpoint -> shoulders' midpoint) to its shoulder line (right -> left shoulder),
+    in image coordinates. Seen from the front the person's left shoulder lies to the right
+    of the up direction (+1 for an upright person); seen from the back, to its left (-1);
+    near 0 in profile.
+
+    BlazePose draws some back views as if seen from the front (the person's left side on
+    the image's left): :func:`find_people` mirrors a skeleton whose handedness contradicts
+    the view it decided.
+    """
+    xy = landmarks[:, :2].astype(np.float64)
+    up = (xy[11] + xy[12]) / 2 - (xy[23] + xy[24]) / 2
+    across = xy[11] - xy[12]
+    return float(up[0] * across[1] - up[1] * across[0]) / (float(np.linalg.norm(up) * np.linalg.norm(across)) + 1e-9)
 
 
 def _seen(d: Detection, size: tuple[int, int]) -> np.ndarray:
@@ -627,6 +653,9 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     _share_masks(people, size)
     for d in people:
         d.facing = detector.facing(image, d)
+        if d.facing == "back" and _handedness(d.landmarks) > SURE_HANDED:  # drawn as if seen from the front
+            d.landmarks = d.landmarks[_MIRRORED]
+            d.keypoints = landmarks_to_openpose18(d.landmarks, size, detector.visibility_threshold)
     return sorted(people, key=lambda d: sum(person_box(d, size)[::2]))
 
 
