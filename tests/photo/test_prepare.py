@@ -263,3 +263,28 @@ def test_load_photo_applies_exif_orientation_and_alpha(tmp_path):
     rgba[..., 0] = 255  # red, fully transparent
     Image.fromarray(rgba).save(tmp_path / "clear.png")
     np.testing.assert_array_equal(load_photo(tmp_path / "clear.png"), np.full((20, 30, 3), 255, np.uint8))
+
+
+def test_a_back_view_is_written_without_a_face(detector):
+    """A synthetic back view (seed [41, 7]): BlazePose places a nose and eyes on the back of
+    the head and draws the skeleton as if seen from the front. Prepared, the pose has no
+    nose and no eyes (a pose with them asks the generator for a face), keeps its ears, and
+    its right shoulder lies on the image's right, as seen from behind. The front view of
+    the astronaut keeps her face."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+    from spgnet.photo.prepare import prepare_photo
+
+    rng = np.random.default_rng([41, 7])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (256, 176))
+    raw = detector.detect_people(person["image"])[0]
+    assert (raw.landmarks[[0, 2, 5], 2] >= DEFAULT_VISIBILITY).all()  # BlazePose's nose and eyes are there
+    got = prepare_photo(person["image"], (256, 176), detector)
+    assert got.facing == "back"
+    names = list(KEYPOINT_NAMES)
+    kp = got.keypoints
+    assert (kp[[names.index("nose"), names.index("r-eye"), names.index("l-eye")]] == -1).all()
+    assert (kp[[names.index("r-ear"), names.index("l-ear")]] >= 0).all(1).any()
+    assert kp[names.index("r-shoulder"), 0] > kp[names.index("l-shoulder"), 0]
+    front = prepare_photo(data.astronaut(), (256, 176), detector)
+    assert front.facing == "front" and (front.keypoints[[names.index("nose"), names.index("r-eye")]] >= 0).all()

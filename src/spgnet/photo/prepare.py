@@ -19,7 +19,8 @@ are listed in the report):
    colours and the view) or by a learned parser (``--parser segformer``) on the scaled
    picture, so limbs that the crop cuts still shape the parts that stay;
 4. keypoints, mask and parsing then take the same pad/crop as the image; a joint that
-   ends up outside the picture becomes missing (-1).
+   ends up outside the picture becomes missing (-1). A back view's keypoints have no nose
+   and no eyes (:data:`FACE_FEATURES`): with them the pose would ask for a face.
 
 A person shorter than :data:`MIN_PERSON_HEIGHT` pixels in the photo is an error naming the
 photo: upscaled, it gives keypoints and parsing that mean nothing.
@@ -78,6 +79,9 @@ DEFAULT_VISIBILITY = 0.1  # BlazePose visibility a joint needs (measured: docs/p
 PAIR_MODES = ("all", "by-prefix")
 SPLIT_CHOICES = ("test", "train", "both")
 REPORT_NAME = "prepare_report.txt"
+# OpenPose-18 nose, r-eye, l-eye: a pose that has them shows a face, so they are left out of
+# a back view's keypoints (BlazePose places them on the back of the head too); the ears stay.
+FACE_FEATURES = (0, 14, 15)
 
 
 @dataclass
@@ -292,6 +296,8 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
         mask = np.pad(person_mask, ((0, 0), (pad_l, pad_r)))
         dx = pad_l
     kp = _shift_keypoints(keypoints, dx, size)
+    if found.facing == "back":  # no face to draw (the parsing above already made the head hair)
+        kp[list(FACE_FEATURES)] = -1.0
     return PreparedImage(np.ascontiguousarray(image), kp, np.ascontiguousarray(parsing), np.ascontiguousarray(mask),
                          found.score, people=len(people), note=note, facing=found.facing)
 
