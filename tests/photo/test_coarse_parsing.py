@@ -384,6 +384,30 @@ def test_a_flared_skirt_over_closed_legs_is_a_skirt_and_shorts_stay_pants():
     assert label_at(labels, 54, 160) == L["right-leg"] and label_at(labels, 66, 160) == L["left-leg"]
 
 
+def test_wide_shorts_open_between_the_legs_are_pants_under_a_loose_mask():
+    """Wide shorts end wider than the bare legs below them, like a skirt's hem, but they are
+    open between the legs; a loose mask (as BlazePose's often is) fills that opening with
+    the background's colour. The hem must be closed by the garment's colour on the line
+    between the legs for a skirt."""
+    skin, navy, wall = (224, 172, 140), (35, 40, 90), (200, 200, 205)
+    mask = draw_person(FRONT)
+    mask[110:140, 36:59] = True  # the right leg's wide tube
+    mask[110:140, 61:85] = True  # the left leg's
+    mask[126:140, 59:61] = True  # the opening between them, taken in by a loose mask
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = navy
+    image[:52][mask[:52]] = skin
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[52:110][mask[52:110]] = (200, 40, 40)  # a red top
+    image[140:][mask[140:]] = skin
+    image[178:][mask[178:]] = (20, 20, 20)  # shoes
+    image[126:140, 57:63] = wall  # the opening shows the wall behind
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert not (labels == L["skirt"]).any()
+    assert label_at(labels, 40, 132) == L["pants"] and label_at(labels, 80, 132) == L["pants"]
+    assert label_at(labels, 47, 160) == L["right-leg"] and label_at(labels, 73, 160) == L["left-leg"]
+
+
 def test_a_back_view_takes_its_skin_colour_from_the_hands():
     """Seen from the back there is no face to learn the skin's colour from; the hands (beyond
     the wrists) give it: a sleeve is clothing, a bare arm is arm, bare shins are legs."""

@@ -47,9 +47,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
   have the garment's chroma (wide trousers go on down to the feet). Over closed legs
   (no gap) the hem tells, with the photo: pants whose hem is at least :data:`HEM_FLARE`
-  times as wide as the bare legs just below it are a skirt (shorts end as wide as the
-  thighs). With the photo, a
-  skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
+  times as wide as the bare legs just below it, and closed between the legs by cloth of
+  the garment's colour, are a skirt (shorts end as wide as the thighs, wide shorts are
+  open between the legs). With the photo, a skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
   pixels of that colour and the skirt).
 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
@@ -127,6 +127,7 @@ HAIR_STRAND = 0.03  # units: long hair is opened with a disk of this radius (thi
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
+BETWEEN_LEGS = 0.05  # units: half-width of the line between the legs where a skirt's hem is closed
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
 
 
@@ -536,7 +537,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
-            if hip_axis is not None and _flared_hem(labels, hip_axis / unit, unit):  # a skirt over closed legs
+            if hip_axis is not None and _flared_hem(labels, ycc, hip_axis / unit, unit, _between_legs(kp, present, unit, (h, w))):
                 labels[labels == PANTS] = SKIRT
         if torso_length is not None and hip_axis is not None:
             _waist(labels, ycc, nearest, hip_axis / torso_length)
@@ -702,23 +703,40 @@ def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.n
     labels[skirt] = DRESS
 
 
-def _flared_hem(labels: np.ndarray, along: np.ndarray, unit: float) -> bool:
+def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: float, between: np.ndarray) -> bool:
     """True when the pants end in a hem at least :data:`HEM_FLARE` times as wide as the
-    bare legs just below it: a skirt, also over closed legs, where :func:`_skirt` sees no
-    gap to fill. Widths are pixel counts in two bands :data:`HEM_BAND` units high along the
-    body's axis: the garment's last band (its hem: the 97th percentile of the garment's
-    extent down the axis) and the bare legs' band just below it, which must hold at least
-    0.03 units squared (long trousers with a skin-coloured speck at the ankle do
-    not count). Shorts end as wide as the thighs they cover. ``along``: every pixel's
-    position down the body from the hip line, in units."""
+    bare legs just below it and closed between the legs: a skirt, also over closed legs,
+    where :func:`_skirt` sees no gap to fill. Widths are pixel counts in two bands
+    :data:`HEM_BAND` units high along the body's axis: the garment's last band (its hem:
+    the 97th percentile of the garment's extent down the axis) and the bare legs' band just
+    below it, which must hold at least 0.03 units squared (long trousers with a
+    skin-coloured speck at the ankle do not count). Shorts end as wide as the thighs they
+    cover, or, when wide, open between the legs: at least half of the hem band's
+    ``between`` pixels (the line between the legs, :func:`_between_legs`) must be the
+    garment and of its colour (a loose mask fills the opening with background).
+    ``along``: every pixel's position down the body from the hip line, in units."""
     garment = labels == PANTS
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
     if garment.sum() < 30 or not bare.any():
         return False
     hem = float(np.percentile(along[garment], 97))
-    hem_width = (garment & (along > hem - HEM_BAND) & (along <= hem)).sum()
+    band = (along > hem - HEM_BAND) & (along <= hem)
+    hem_width = (garment & band).sum()
     legs_width = (bare & (along > hem) & (along <= hem + HEM_BAND)).sum()
-    return legs_width >= 0.03 * unit * unit and hem_width >= HEM_FLARE * legs_width
+    model = _colour_model(ycc, garment)
+    cloth = garment & _has_colour(ycc, model) if model is not None else garment
+    closed = float(cloth[band & between].mean()) >= 0.5 if (band & between).any() else False
+    return legs_width >= 0.03 * unit * unit and hem_width >= HEM_FLARE * legs_width and closed
+
+
+def _between_legs(kp: np.ndarray, present: np.ndarray, unit: float, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W)`` bool: the line between the legs, within :data:`BETWEEN_LEGS` units of the
+    midpoints of the two hips, knees and ankles (consecutive present pairs)."""
+    pairs = [(r, l) for r, l in zip(_CHAINS[_R_LEG], _CHAINS[_L_LEG]) if present[r] and present[l]]
+    mids = np.array([(kp[r] + kp[l]) / 2 for r, l in pairs])
+    if len(mids) < 2:
+        return np.zeros(size, bool)
+    return _segment_distances(np.stack([mids[:-1], mids[1:]], 1), *size).min(0) <= BETWEEN_LEGS * unit
 
 
 def _skirt(mask: np.ndarray, kp: np.ndarray, present: np.ndarray, detected: np.ndarray, unit: float,
