@@ -259,6 +259,21 @@ def test_a_person_filling_the_frame_is_found_with_a_border(detector):
 
 
 
+def test_the_bordered_run_also_follows_a_whole_image_run_that_found_nobody(detector):
+    """A synthetic back view at 512 x 352 (seed [31, 19]) that BlazePose misses on the whole
+    image; one window finds a small skeleton in her long hair. The bordered run must not
+    wait for the windows to find nobody: it finds her whole."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng([31, 19])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (512, 352))
+    silhouette = person["parsing"] > 0
+    people = detector.detect_people(person["image"])
+    best = max((silhouette & d.mask).sum() / (silhouette | d.mask).sum() for d in people)
+    assert best > 0.85, best
+
+
 def test_back_views_drawn_from_the_front_are_mirrored(detector):
     """BlazePose draws some back views as if seen from the front: the person's right
     shoulder on the image's left (synthetic back views at 256 x 176, seeds [41, 7] and
