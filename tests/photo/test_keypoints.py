@@ -274,6 +274,21 @@ def test_the_bordered_run_also_follows_a_whole_image_run_that_found_nobody(detec
     assert best > 0.85, best
 
 
+def test_a_piece_of_a_person_seen_by_a_window_is_not_a_second_person(detector):
+    """A synthetic woman at 512 x 352 (seed [31, 66]): a window sees her upper body with a
+    skeleton of its own; of its three closer looks, two show her whole (already found) and
+    one the piece again. She is one person, and her mask is not shared with the piece."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng([31, 66])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="front"), (512, 352))
+    silhouette = person["parsing"] > 0
+    people = detector.detect_people(person["image"])
+    assert len(people) == 1
+    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.95
+
+
 def test_back_views_drawn_from_the_front_are_mirrored(detector):
     """BlazePose draws some back views as if seen from the front: the person's right
     shoulder on the image's left (synthetic back views at 256 x 176, seeds [41, 7] and

@@ -394,8 +394,8 @@ class PoseDetector:
         all its views the one with the highest
         visibility times segmentation certainty gives its keypoints and mask (a skeleton
         mixed from two overlapping people is seen with high visibility but an unsure
-        segmentation). A candidate whose closer looks all show someone already found was a
-        piece of them (a body cut by a window) and goes; people other than the whole-image
+        segmentation). A candidate more of whose closer looks show someone already found than
+        show itself was a piece of them (a body cut by a window) and goes; people other than the whole-image
         run's whose segmentation is unsure (on average over their views, fewer than
         :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
         skeleton seen in a shadow or in a machine) are dropped, and every mask is
@@ -638,8 +638,9 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
             tries = [detector._detect_window(image, _refine_box(c, size, margin)) for margin in CROP_MARGINS]
         seen = [t for t in tries if t is not None and _is_person(t, size)]
         tries = [t for t in seen if _same_person(t, c, size)]
-        if seen and not tries and all(any(_same_person(p, t, size) for p in people) for t in seen):
-            continue  # every closer look shows someone already found: c was a piece of them
+        elsewhere = sum(any(_same_person(p, t, size) for p in people) for t in seen)
+        if elsewhere > len(tries):  # most closer looks show someone already found: c was a piece of them
+            continue
         d = max([c, *tries], key=_quality)  # the most confident view of this person
         certainty = float(np.mean([t.certainty for t in views[i] + tries]))
         if c is not whole and certainty < MIN_CERTAINTY:  # a skeleton in a shadow or a machine
