@@ -429,6 +429,26 @@ def test_a_back_view_takes_its_skin_colour_from_the_hands():
     assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]
 
 
+@pytest.mark.parametrize("neck", ["skin", "turtleneck"])
+def test_a_back_views_neck_is_face_when_bare_and_clothing_when_covered(neck):
+    """Seen from the back the head is hair, but a bare neck below the hair is skin, which
+    CIHP labels face from either side (the skin colour from the hands); a turtleneck, of
+    neither the skin's nor the hair's colour, is clothing."""
+    mask = draw_person(FRONT, hands=True)
+    skin, shirt, hair = (224, 172, 140), (40, 60, 160), (60, 35, 20)
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = shirt
+    image[:40][mask[:40]] = hair  # the back of the head
+    image[40:52][mask[40:52]] = skin if neck == "skin" else (30, 140, 60)
+    image[100:][mask[100:]] = skin  # hands and legs
+    image[110:140, 34:86][mask[110:140, 34:86]] = (30, 30, 30)  # shorts
+    labels = coarse_parsing(mask, keypoints(BACK), image)
+    assert label_at(labels, 60, 25) == L["hair"] and label_at(labels, 60, 35) == L["hair"]
+    expected = L["face"] if neck == "skin" else L["upper-clothes"]
+    assert label_at(labels, 60, 42) == expected and label_at(labels, 57, 44) == expected
+    assert label_at(labels, 26, 110) == L["right-arm"]  # the hand that gave the skin colour
+
+
 def test_hair_framing_the_face_is_hair_not_face():
     """The face ellipse (from eyes, nose and ears) is wider than a face framed by long hair;
     with the photo, its pixels that are not skin but have the hair's colour and touch the

@@ -42,7 +42,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   of :data:`HAIR_STRAND` units), not glints and seams.
   A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
   decides with a face detector because BlazePose reports a nose on back views too) has
-  no face: head and neck are hair.
+  no face: head and neck are hair; with the photo, the neck's skin is face (CIHP labels
+  visible neck skin face from either side) and neck pixels neither skin nor of the hair's
+  colour are a collar (upper-clothes).
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
   have the garment's chroma (wide trousers go on down to the feet). Over closed legs
@@ -530,6 +532,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 if hair_model is not None:  # fringe and side hair inside the face ellipse
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
+            else:  # a back view's neck: its skin is face (as CIHP labels it), a collar is clothing
+                nape = (labels == HAIR) & (nearest == _NECK_PART)
+                labels[nape & skin] = FACE
+                if hair_model is not None:
+                    labels[nape & ~skin & ~_has_colour(ycc, hair_model)] = UPPER
             bare = np.isin(labels, (PANTS, SKIRT)) & skin
             if garment is not None and float(skin[hip_band].mean()) >= HIP_SKIN:
                 # the garment at the hips passes for skin: nearer its colour than the skin's is cloth
