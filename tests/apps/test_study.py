@@ -138,3 +138,30 @@ def test_check_only_and_the_shipped_studies(tmp_path, capsys):
         assert len(study.seeds) >= 3
         budgets = {study.config(v, study.seeds[0]).train.max_steps for v in study.variants}
         assert len(budgets) == 1  # the same budget for every variant
+
+
+def test_a_stopped_run_says_how_to_continue_the_study(tmp_path, monkeypatch, capsys, one_thread):
+    """A stop signal during one of the study's runs (the trainer saves ``last`` and raises
+    TrainingStopped) ends `spgnet study` with the trainer's exit status, and the line names
+    the study command to rerun, not `spgnet train --resume`. The rerun continues."""
+    from spgnet.training import trainer as trainer_module
+    from spgnet.training.trainer import EXIT_STOPPED, TrainingStopped
+
+    path = write_study(tmp_path, seeds=[0], variants={"Full": ["model.generator.variant=full"]})
+    out = tmp_path / "out"
+    real_fit = trainer_module.Trainer.fit
+
+    def stopped(self):
+        self.save("last")
+        raise TrainingStopped(f"stopped by SIGTERM at step {self.step}; continue with: spgnet train --resume",
+                              signal_name="SIGTERM", step=self.step)
+
+    monkeypatch.setattr(trainer_module.Trainer, "fit", stopped)
+    code = main(["study", "--study", path, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == EXIT_STOPPED
+    assert f"continue the study with: spgnet study --study {path} --out {out}" in err
+    assert "train --resume" not in err and "error:" not in err
+    monkeypatch.setattr(trainer_module.Trainer, "fit", real_fit)
+    assert main(["study", "--study", path, "--out", str(out)]) == 0
+    assert "continuing from" in capsys.readouterr().out

@@ -190,7 +190,7 @@ def score_run(net, cfg: Config, device, lpips: bool) -> dict[str, float]:
 
 def run_one(study: Study, variant: str, seed: int, out: Path, progress: bool, lpips: bool, log=print) -> dict:
     """Train and score one variant x seed (or return its finished result)."""
-    from spgnet.training.trainer import Trainer
+    from spgnet.training.trainer import Trainer, TrainingStopped
 
     folder = out / "runs" / variant / f"seed{seed}"
     result_file = folder / "result.json"
@@ -209,7 +209,13 @@ def run_one(study: Study, variant: str, seed: int, out: Path, progress: bool, lp
         folder.mkdir(parents=True)
         log(f"[{study.name}] {variant} seed {seed}: training {cfg.train.max_steps} steps")
         trainer = Trainer(cfg, run_dir=run_dir, progress=progress)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except TrainingStopped as exc:  # the study continues the run, not `spgnet train --resume`
+        again = f"spgnet study --study {study.path} --out {out}" if study.path else "the same spgnet study command"
+        raise TrainingStopped(f"[{study.name}] {variant} seed {seed}: stopped by {exc.signal_name} at step {exc.step}, "
+                              f"its checkpoint kept; continue the study with: {again}",
+                              signal_name=exc.signal_name, step=exc.step) from None
     scores = score_run(trainer.inference_net(), cfg, trainer.device, lpips)
     result = {"variant": variant, "seed": seed, "steps": trainer.step, "seconds": round(time.perf_counter() - t0, 1),
               **scores}
