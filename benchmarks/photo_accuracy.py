@@ -99,6 +99,29 @@ def keypoint_table(threshold: float) -> dict:
             "unannotated": unannotated, "predicted": predicted, "seconds": seconds}
 
 
+class GroupScores:
+    """Pixel accuracy over a region and IoU per class group, summed over pictures; groups
+    that no truth holds are left out of the row (the renderer draws no dresses)."""
+
+    def __init__(self):
+        self.inter, self.union, self.present = ({g: 0 for g in GROUPS} for _ in range(3))
+        self.right = self.total = 0
+
+    def add(self, truth: np.ndarray, got: np.ndarray, region: np.ndarray) -> None:
+        self.right += int((got[region] == truth[region]).sum())
+        self.total += int(region.sum())
+        for g, ids in GROUPS.items():
+            a, b = np.isin(truth, ids), np.isin(got, ids)
+            self.inter[g] += int((a & b).sum())
+            self.union[g] += int((a | b).sum())
+            self.present[g] += int(a.sum())
+
+    def row(self) -> dict[str, float]:
+        row = {g: self.inter[g] / self.union[g] for g in GROUPS if self.present[g]}
+        row["accuracy"] = self.right / self.total
+        return row
+
+
 def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,23 +129,12 @@ def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
         write_synthetic_dataset(root, n_people, test_pairs=1, seed=7, progress=False)
         annotations = read_annotation_csv(root / "annotation-train.csv")
         for with_image in (False, True):
-            inter = {g: 0 for g in GROUPS}
-            union = {g: 0 for g in GROUPS}
-            right = total = 0
+            scores = GroupScores()
             for name, kp in sorted(annotations.items()):
                 truth = np.asarray(Image.open(root / "parsing" / name))
                 image = np.asarray(Image.open(root / "train" / name).convert("RGB")) if with_image else None
-                got = coarse_parsing(truth > 0, kp, image)
-                person = truth > 0
-                right += int((got[person] == truth[person]).sum())
-                total += int(person.sum())
-                for g, ids in GROUPS.items():
-                    a, b = np.isin(truth, ids), np.isin(got, ids)
-                    inter[g] += int((a & b).sum())
-                    union[g] += int((a | b).sum())
-            row = {g: inter[g] / union[g] for g in GROUPS if union[g]}
-            row["accuracy"] = right / total
-            out["keypoints + mask + colours" if with_image else "keypoints + mask"] = row
+                scores.add(truth, coarse_parsing(truth > 0, kp, image), truth > 0)
+            out["keypoints + mask + colours" if with_image else "keypoints + mask"] = scores.row()
     return out
 
 
@@ -133,8 +145,7 @@ def pipeline_table(n_people: int, threshold: float) -> dict[str, float]:
     from spgnet.data.synth_body import sample_identity, sample_pose
     from spgnet.data.synth_render import render_person
 
-    inter, union, present = {g: 0 for g in GROUPS}, {g: 0 for g in GROUPS}, {g: 0 for g in GROUPS}
-    right = total = missed = 0
+    scores, missed = GroupScores(), 0
     with PoseDetector(threshold) as det:
         for i in range(n_people):
             rng = np.random.default_rng([31, i])
@@ -147,18 +158,8 @@ def pipeline_table(n_people: int, threshold: float) -> dict[str, float]:
             else:
                 missed += 1
                 got = np.zeros_like(truth)
-            region = (truth > 0) | (got > 0)
-            right += int((got[region] == truth[region]).sum())
-            total += int(region.sum())
-            for g, ids in GROUPS.items():
-                a, b = np.isin(truth, ids), np.isin(got, ids)
-                inter[g] += int((a & b).sum())
-                union[g] += int((a | b).sum())
-                present[g] += int(a.sum())
-    row = {g: inter[g] / union[g] for g in GROUPS if present[g]}  # (the renderer draws no dresses)
-    row["accuracy"] = right / total
-    row["not found"] = missed
-    return row
+            scores.add(truth, got, (truth > 0) | (got > 0))
+    return {**scores.row(), "not found": missed}
 
 
 def facing_table(n_people: int, threshold: float) -> dict[str, dict[str, int]]:
