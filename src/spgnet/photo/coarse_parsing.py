@@ -51,8 +51,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   (no gap) the hem tells, with the photo: pants whose hem is at least :data:`HEM_FLARE`
   times as wide as the bare legs just below it, and closed between the legs by cloth of
   the garment's colour, are a skirt (shorts end as wide as the thighs, wide shorts are
-  open between the legs). With the photo, a skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso
-  pixels of that colour and the skirt).
+  open between the legs). With the photo, a skirt whose colour also covers most of the
+  torso's clothing is a **dress 6** (the torso pixels of that colour and the skirt).
 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
@@ -544,8 +544,10 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             bare = _without_specks(bare, (0.1 * unit) ** 2)  # skin-coloured specks on cloth are cloth
             labels[bare & (nearest == _L_LEG)] = LEFT_LEG
             labels[bare & (nearest == _R_LEG)] = RIGHT_LEG
-            if hip_axis is not None and _flared_hem(labels, ycc, hip_axis / unit, unit, _between_legs(kp, present, unit, (h, w))):
-                labels[labels == PANTS] = SKIRT
+            if hip_axis is not None:  # a skirt over closed legs: a flared hem, closed between the legs
+                between = _between_legs(kp, present, unit, (h, w))
+                if _flared_hem(labels, ycc, hip_axis / unit, unit, between):
+                    labels[labels == PANTS] = SKIRT
         if torso_length is not None and hip_axis is not None:
             _waist(labels, ycc, nearest, hip_axis / torso_length)
         _shoe_tops(labels, ycc, shin_axes, nearest, unit)
