@@ -289,6 +289,22 @@ def test_a_piece_of_a_person_seen_by_a_window_is_not_a_second_person(detector):
     assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.95
 
 
+@pytest.mark.parametrize("i", [19, 27, 38])
+def test_a_skeleton_in_a_pattern_on_someone_is_not_a_second_person(detector, i):
+    """Synthetic people at 512 x 352 (seeds [31, i]: long hair seen from the back, feet seen
+    from the back, a checked top) in whom a window finds a small skeleton of its own. Its
+    mask lies within hers and is a fraction of its size: one person, her mask whole."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng([31, i])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="back" if i % 4 == 3 else "front"), (512, 352))
+    silhouette = person["parsing"] > 0
+    people = detector.detect_people(person["image"])
+    assert len(people) == 1
+    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.9
+
+
 def test_back_views_drawn_from_the_front_are_mirrored(detector):
     """BlazePose draws some back views as if seen from the front: the person's right
     shoulder on the image's left (synthetic back views at 256 x 176, seeds [41, 7] and

@@ -395,7 +395,9 @@ class PoseDetector:
         keypoints and mask (a skeleton mixed from two overlapping people is seen with high
         visibility but an unsure segmentation). A candidate more of whose closer looks show
         someone already found than show itself was a piece of them (a body cut by a
-        window) and goes; people other than the whole-image run's whose segmentation is
+        window) and goes, as does one whose mask lies within someone's found and is at most
+        a quarter of its size (a skeleton in long hair or on a checked top); people other
+        than the whole-image run's whose segmentation is
         unsure (on average over their views, fewer than :data:`MIN_CERTAINTY` of their mask
         pixels at probability :data:`SURE_PIXEL`: a skeleton seen in a shadow or in a
         machine) are dropped, and every mask is restricted to the pixels nearer this
@@ -420,6 +422,7 @@ MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 FRAME_PAD = 0.25  # when the whole image shows nobody, BlazePose runs once more with this border (of the size) around it
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
+PART_OF_BODY, INSIDE_BODY = 0.25, 0.9  # a mask this small and this much within someone's is a pattern on them
 SURE_HANDED = 0.3  # |sine| between the body's up and its shoulder line above which the skeleton's side is clear
 
 # BlazePose landmarks of the body (nose, shoulders, elbows, wrists, hips, knees, ankles)
@@ -527,6 +530,14 @@ def _same_person(a: Detection, b: Detection, size: tuple[int, int]) -> bool:
     iy = max(0.0, min(boxes[:, 3]) - max(boxes[:, 1]))
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return ix * iy > 0.5 * (areas.sum() - ix * iy)
+
+
+def _drawn_on(a: Detection, b: Detection) -> bool:
+    """Whether the skeleton ``a`` is a pattern on the person ``b`` (long hair, a checked top,
+    the feet), not a person: its mask, at most :data:`PART_OF_BODY` of ``b``'s, lies
+    almost wholly (:data:`INSIDE_BODY`) within ``b``'s."""
+    area = int(a.mask.sum())
+    return area <= PART_OF_BODY * int(b.mask.sum()) and int((a.mask & b.mask).sum()) >= INSIDE_BODY * area
 
 
 def _windows(h: int, w: int) -> list[tuple[int, int, int, int]]:
@@ -646,7 +657,7 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
         if c is not whole and certainty < MIN_CERTAINTY:  # a skeleton in a shadow or a machine
             unsure.append(d)
             continue
-        if not any(_same_person(p, d, size) for p in people):
+        if not any(_same_person(p, d, size) or _drawn_on(d, p) for p in people):
             people.append(d)
     if not people and unsure:  # nobody sure: the most certain rather than nobody
         people.append(max(unsure, key=lambda t: t.certainty))
