@@ -289,6 +289,21 @@ def test_a_piece_of_a_person_seen_by_a_window_is_not_a_second_person(detector):
     assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.95
 
 
+def test_a_wider_border_when_the_first_finds_nobody(detector):
+    """A synthetic back view at 512 x 352 (seed [47, 15]) that BlazePose's person detector
+    misses on the photo, on its windows and with a quarter border; with a border of half
+    the photo's size it is found, in the photo's own frame."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng([47, 15])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (512, 352))
+    silhouette = person["parsing"] > 0
+    people = detector.detect_people(person["image"])
+    assert len(people) == 1 and people[0].mask.shape == silhouette.shape
+    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.85
+
+
 @pytest.mark.parametrize("i", [19, 27, 38])
 def test_a_skeleton_in_a_pattern_on_someone_is_not_a_second_person(detector, i):
     """Synthetic people at 512 x 352 (seeds [31, i]: long hair seen from the back, feet seen

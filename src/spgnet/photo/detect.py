@@ -387,9 +387,9 @@ class PoseDetector:
         :func:`find_people`): on the whole image, again with each person found so far
         painted over, and on overlapping half-size windows (images whose short side is at
         least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
-        are found; when the whole-image run finds nobody, once more with a border of
-        :data:`FRAME_PAD` around the photo (a person who fills the frame: the windows
-        may then find only a piece of them). Candidates that are the same person are
+        are found; when the whole-image run finds nobody, again with a border around the
+        photo (:data:`FRAME_PADS`, the wider only when the narrower finds nobody: a person
+        who fills the frame, of whom the windows may find only a piece). Candidates that are the same person are
         merged, each person is detected once more on windows around it, and of all its
         views the one with the highest visibility times segmentation certainty gives its
         keypoints and mask (a skeleton mixed from two overlapping people is seen with high
@@ -420,7 +420,7 @@ MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height o
 SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
 MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of sure pixels in its masks
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
-FRAME_PAD = 0.25  # when the whole image shows nobody, BlazePose runs once more with this border (of the size) around it
+FRAME_PADS = (0.25, 0.5)  # when the whole image shows nobody, BlazePose runs again with these borders (of the size) around it
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 PART_OF_BODY, INSIDE_BODY = 0.25, 0.9  # a mask this small and this much within someone's is a pattern on them
 SURE_HANDED = 0.3  # |sine| between the body's up and its shoulder line above which the skeleton's side is clear
@@ -637,7 +637,9 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     for box in _windows(h, w):
         add(detector._detect_window(image, box))
     if whole is None:  # nobody in the whole image: perhaps someone filling the frame
-        add(detector._detect_padded(image, FRAME_PAD))
+        for pad in FRAME_PADS:
+            if add(detector._detect_padded(image, pad)):
+                break
 
     people: list[Detection] = []
     unsure: list[Detection] = []
