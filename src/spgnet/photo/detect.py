@@ -637,8 +637,10 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     for box in _windows(h, w):
         add(detector._detect_window(image, box))
     if whole is None:  # nobody in the whole image: perhaps someone filling the frame
-        for pad in FRAME_PADS:
-            if add(detector._detect_padded(image, pad)):
+        for pad in FRAME_PADS:  # the wider border only when the narrower shows nobody either
+            found = detector._detect_padded(image, pad)
+            add(found)
+            if found is not None and _is_person(found, size):
                 break
 
     people: list[Detection] = []
