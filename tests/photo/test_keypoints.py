@@ -184,17 +184,31 @@ def test_detect_builds_a_detector_and_checks_input(astronaut, astronaut_detectio
 # -- synthetic people with ground truth --------------------------------------------------
 
 
-def render_synthetic(seed: int, view: str):
+def synthetic_person(seed, view: str, size: tuple[int, int] = (256, 176), **pose):
+    """A ``spgnet synth`` person drawn from ``np.random.default_rng(seed)`` (``pose``: more
+    arguments of ``sample_pose``), rendered at ``size``."""
     from spgnet.data.synth_body import sample_identity, sample_pose
     from spgnet.data.synth_render import render_person
 
     rng = np.random.default_rng(seed)
-    return render_person(sample_identity(rng), sample_pose(rng, view=view, zoom=False), (256, 176))
+    return render_person(sample_identity(rng), sample_pose(rng, view=view, **pose), size)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def side_errors(gt: np.ndarray, kp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distances of the side-specific joints present in both to their own ground truth and
+    to their mirror partner's."""
+    partner = np.array(FLIP_INDEX)
+    sided = (gt >= 0).all(1) & (kp >= 0).all(1) & (gt[partner] >= 0).all(1) & (partner != np.arange(18))
+    return np.linalg.norm(kp - gt, axis=1)[sided], np.linalg.norm(kp - gt[partner], axis=1)[sided]
 
 
 @pytest.mark.parametrize("seed,view", [(100, "front"), (3, "front"), (102, "back")])
 def test_synthetic_person_matches_ground_truth(detector, seed, view):
-    person = render_synthetic(seed, view)
+    person = synthetic_person(seed, view, zoom=False)
     d = detector([person["image"]])[0]
     assert d is not None
     gt, kp = person["keypoints"], d.keypoints
@@ -203,15 +217,10 @@ def test_synthetic_person_matches_ground_truth(detector, seed, view):
     err = np.linalg.norm(kp - gt, axis=1)[both]
     assert np.median(err) < 6.0 and np.percentile(err, 90) < 15.0, err.round(1)
     # each side-specific joint is nearer its own ground truth than its mirror partner's
-    partner = np.array(FLIP_INDEX)
-    sided = both & (partner != np.arange(18)) & (gt[partner] >= 0).all(1)
-    own = np.linalg.norm(kp - gt, axis=1)[sided]
-    swapped = np.linalg.norm(kp - gt[partner], axis=1)[sided]
+    own, swapped = side_errors(gt, kp)
     assert (own < swapped).mean() >= 0.9
     # person mask against the rendered silhouette
-    silhouette = person["parsing"] > 0
-    iou = (silhouette & d.mask).sum() / (silhouette | d.mask).sum()
-    assert iou > 0.9
+    assert mask_iou(person["parsing"] > 0, d.mask) > 0.9
     assert distance_to_mask(d.mask, kp[(kp >= 0).all(1)]).max() <= 4.0
 
 
@@ -219,15 +228,10 @@ def test_front_and_back_views_of_synthetic_people(detector):
     """The view of 20 synthetic people (10 back, 10 front, drawn by the renderer): BlazePose
     puts a face on the back of a head, and the face detector finds weak faces in small
     hair-coloured heads, so only the colour cue gets the back views right."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
     found = {"front": [], "back": []}
     for i in range(20):
-        rng = np.random.default_rng([7, i])
         view = "back" if i % 2 else "front"
-        person = render_person(sample_identity(rng), sample_pose(rng, view=view), (256, 176))
-        people = detector.detect_people(person["image"])
+        people = detector.detect_people(synthetic_person([7, i], view)["image"])
         if people:
             found[view].append(people[0].facing)
     assert found["front"] == ["front"] * 10
@@ -238,39 +242,28 @@ def test_a_person_filling_the_frame_is_found_with_a_border(detector):
     """BlazePose's person detector misses some people who fill a tight crop (synthetic back
     views at 256 x 176); the search then runs once more with a quarter of the size as a
     border around the photo. Those found keep the photo's own frame."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
     for i in (11, 79):
-        rng = np.random.default_rng([11, i])
-        person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (256, 176))
+        person = synthetic_person([11, i], "back")
         people = detector.detect_people(person["image"])
         assert len(people) == 1, i
         d = people[0]
         assert d.mask.shape == (256, 176)
-        silhouette = person["parsing"] > 0
-        assert (silhouette & d.mask).sum() / (silhouette | d.mask).sum() > 0.9
+        assert mask_iou(person["parsing"] > 0, d.mask) > 0.9
         gt, kp = person["keypoints"], d.keypoints
         partner = np.array(FLIP_INDEX)
         both = (gt >= 0).all(1) & (kp >= 0).all(1) & (gt[partner] >= 0).all(1)
-        # in the photo's frame (left and right of a back view are BlazePose's guess)
+        # in the photo's frame (whether left and right are right: tested below)
         err = np.minimum(np.linalg.norm(kp - gt, axis=1), np.linalg.norm(kp - gt[partner], axis=1))[both]
         assert both.sum() >= 8 and np.median(err) < 8.0, err.round(1)
-
 
 
 def test_the_bordered_run_also_follows_a_whole_image_run_that_found_nobody(detector):
     """A synthetic back view at 512 x 352 (seed [31, 19]) that BlazePose misses on the whole
     image; one window finds a small skeleton in her long hair. The bordered run must not
     wait for the windows to find nobody: it finds her whole."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng([31, 19])
-    person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (512, 352))
-    silhouette = person["parsing"] > 0
+    person = synthetic_person([31, 19], "back", (512, 352))
     people = detector.detect_people(person["image"])
-    best = max((silhouette & d.mask).sum() / (silhouette | d.mask).sum() for d in people)
+    best = max(mask_iou(person["parsing"] > 0, d.mask) for d in people)
     assert best > 0.85, best
 
 
@@ -278,30 +271,21 @@ def test_a_piece_of_a_person_seen_by_a_window_is_not_a_second_person(detector):
     """A synthetic woman at 512 x 352 (seed [31, 66]): a window sees her upper body with a
     skeleton of its own; of its three closer looks, two show her whole (already found) and
     one the piece again. She is one person, and her mask is not shared with the piece."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng([31, 66])
-    person = render_person(sample_identity(rng), sample_pose(rng, view="front"), (512, 352))
-    silhouette = person["parsing"] > 0
+    person = synthetic_person([31, 66], "front", (512, 352))
     people = detector.detect_people(person["image"])
     assert len(people) == 1
-    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.95
+    assert mask_iou(person["parsing"] > 0, people[0].mask) > 0.95
 
 
 def test_a_wider_border_when_the_first_finds_nobody(detector):
     """A synthetic back view at 512 x 352 (seed [47, 15]) that BlazePose's person detector
     misses on the photo, on its windows and with a quarter border; with a border of half
     the photo's size it is found, in the photo's own frame."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng([47, 15])
-    person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (512, 352))
+    person = synthetic_person([47, 15], "back", (512, 352))
     silhouette = person["parsing"] > 0
     people = detector.detect_people(person["image"])
     assert len(people) == 1 and people[0].mask.shape == silhouette.shape
-    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.85
+    assert mask_iou(silhouette, people[0].mask) > 0.85
 
 
 @pytest.mark.parametrize("i", [19, 27, 38])
@@ -309,15 +293,10 @@ def test_a_skeleton_in_a_pattern_on_someone_is_not_a_second_person(detector, i):
     """Synthetic people at 512 x 352 (seeds [31, i]: long hair seen from the back, feet seen
     from the back, a checked top) in whom a window finds a small skeleton of its own. Its
     mask lies within hers and is a fraction of its size: one person, her mask whole."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng([31, i])
-    person = render_person(sample_identity(rng), sample_pose(rng, view="back" if i % 4 == 3 else "front"), (512, 352))
-    silhouette = person["parsing"] > 0
+    person = synthetic_person([31, i], "back" if i % 4 == 3 else "front", (512, 352))
     people = detector.detect_people(person["image"])
     assert len(people) == 1
-    assert (silhouette & people[0].mask).sum() / (silhouette | people[0].mask).sum() > 0.9
+    assert mask_iou(person["parsing"] > 0, people[0].mask) > 0.9
 
 
 def test_back_views_drawn_from_the_front_are_mirrored(detector):
@@ -325,20 +304,24 @@ def test_back_views_drawn_from_the_front_are_mirrored(detector):
     shoulder on the image's left (synthetic back views at 256 x 176, seeds [41, 7] and
     [41, 13]). Once the view is decided to be the back, the skeleton is mirrored: every
     side-specific joint lies nearer its own ground truth than its mirror partner's."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    partner = np.array(FLIP_INDEX)
     for i in (7, 13):
-        rng = np.random.default_rng([41, i])
-        person = render_person(sample_identity(rng), sample_pose(rng, view="back"), (256, 176))
+        person = synthetic_person([41, i], "back")
         people = detector.detect_people(person["image"])
         assert len(people) == 1 and people[0].facing == "back", i
-        gt, kp = person["keypoints"], people[0].keypoints
-        sided = (gt >= 0).all(1) & (kp >= 0).all(1) & (gt[partner] >= 0).all(1) & (partner != np.arange(18))
-        own = np.linalg.norm(kp - gt, axis=1)[sided]
-        mirrored = np.linalg.norm(kp - gt[partner], axis=1)[sided]
-        assert sided.sum() >= 8 and (own < mirrored).mean() >= 0.9, (i, own.round(1), mirrored.round(1))
+        own, mirrored = side_errors(person["keypoints"], people[0].keypoints)
+        assert len(own) >= 8 and (own < mirrored).mean() >= 0.9, (i, own.round(1), mirrored.round(1))
+
+
+def test_the_landmark_mirror_follows_mediapipes_names():
+    """The mirror table exchanges each LEFT_* landmark with its RIGHT_* partner (mediapipe's
+    own PoseLandmark names) and keeps the nose."""
+    from spgnet.photo.detect import _MIRRORED
+
+    index = blazepose_index()
+    expected = np.empty(len(index), int)
+    for name, i in index.items():
+        expected[i] = index[name.replace("LEFT", "#").replace("RIGHT", "LEFT").replace("#", "RIGHT")]
+    assert _MIRRORED.tolist() == expected.tolist()
 
 
 def test_handedness_of_hand_made_skeletons():

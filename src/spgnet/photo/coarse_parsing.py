@@ -580,8 +580,8 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
 
 def _hip_band(labels: np.ndarray, hip_axis: np.ndarray | None, torso_length: float | None) -> np.ndarray:
     """``(H, W)`` bool: the pants/skirt pixels within :data:`HIP_BAND` torso lengths below
-    the hip line (``hip_axis``: pixels down the body from it; all False without it). The hips are clothed: these pixels are cloth
-    whatever their colour, so when :data:`HIP_SKIN` of them pass for skin (brown or beige
+    the hip line (``hip_axis``: pixels down the body from it; all False without it). The
+    hips are clothed: these pixels are cloth whatever their colour, so when :data:`HIP_SKIN` of them pass for skin (brown or beige
     trousers), the leg pixels nearer their colour than the skin's are cloth too. (Not
     always: a patterned garment's colour model is so wide that bare legs would be nearer it.)"""
     if torso_length is None or hip_axis is None:
@@ -637,8 +637,7 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np
         if along is None:
             continue
         shoe = labels == shoe_label
-        leg = (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1]) & np.isin(
-            labels, (PANTS, SKIRT, LEFT_LEG, RIGHT_LEG))
+        leg = _shin_band(nearest, part, along) & np.isin(labels, (PANTS, SKIRT, LEFT_LEG, RIGHT_LEG))
         shoe_model, leg_model = _colour_model(ycc, shoe & (along >= 1.0)), _colour_model(ycc, leg)
         if shoe_model is None or leg_model is None:
             continue
@@ -660,13 +659,18 @@ def _along_shin(kp: np.ndarray, detected: np.ndarray, part: int, size: tuple[int
     return _grid_along(*size, kp[knee], shin) / float(shin @ shin)
 
 
+def _shin_band(nearest: np.ndarray, part: int, along: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of leg ``part`` :data:`SHIN_BAND` of the way from its knee
+    to its ankle (``along``: its shin axis, see :func:`_along_shin`)."""
+    return (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
+
+
 def _shins(shin_axes: dict, nearest: np.ndarray) -> np.ndarray:
-    """``(H, W)`` bool: the pixels of each leg :data:`SHIN_BAND` of the way from its knee to
-    its detected ankle (``shin_axes``: see :func:`_along_shin`)."""
+    """``(H, W)`` bool: :func:`_shin_band` of every leg with a detected ankle."""
     out = np.zeros(nearest.shape, bool)
     for part, along in shin_axes.items():
         if along is not None:
-            out |= (nearest == part) & (along >= SHIN_BAND[0]) & (along <= SHIN_BAND[1])
+            out |= _shin_band(nearest, part, along)
     return out
 
 

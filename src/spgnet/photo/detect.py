@@ -389,19 +389,19 @@ class PoseDetector:
         least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
         are found; when the whole-image run finds nobody, again with a border around the
         photo (:data:`FRAME_PADS`, the wider only when the narrower finds nobody: a person
-        who fills the frame, of whom the windows may find only a piece). Candidates that are the same person are
-        merged, each person is detected once more on windows around it, and of all its
-        views the one with the highest visibility times segmentation certainty gives its
-        keypoints and mask (a skeleton mixed from two overlapping people is seen with high
-        visibility but an unsure segmentation). A candidate more of whose closer looks show
-        someone already found than show itself was a piece of them (a body cut by a
-        window) and goes, as does one whose mask lies within someone's found and is at most
-        a quarter of its size (a skeleton in long hair or on a checked top); people other
-        than the whole-image run's whose segmentation is
-        unsure (on average over their views, fewer than :data:`MIN_CERTAINTY` of their mask
-        pixels at probability :data:`SURE_PIXEL`: a skeleton seen in a shadow or in a
-        machine) are dropped, and every mask is restricted to the pixels nearer this
-        person's skeleton than anyone else's. Each
+        who fills the frame, of whom the windows may find only a piece). Candidates that
+        are the same person are merged, each person is detected once more on windows
+        around it, and of all its views the one with the highest visibility times
+        segmentation certainty gives its keypoints and mask (a skeleton mixed from two
+        overlapping people is seen with high visibility but an unsure segmentation). A
+        candidate more of whose closer looks show someone already found than show itself
+        was a piece of them (a body cut by a window) and goes, as does one whose mask lies
+        within someone's found and is at most a quarter of its size (a skeleton in long
+        hair or on a checked top); people other than the whole-image run's whose
+        segmentation is unsure (on average over their views, fewer than
+        :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
+        skeleton seen in a shadow or in a machine) are dropped, and every mask is
+        restricted to the pixels nearer this person's skeleton than anyone else's. Each
         person's view is decided (:meth:`facing`); a back view whose skeleton BlazePose
         drew as if seen from the front (the person's left shoulder on the image's left of
         an upright body, see :func:`_handedness`) is mirrored, left and right landmarks
