@@ -386,26 +386,28 @@ class PoseDetector:
         BlazePose follows one person per run, so the search runs it several times (see
         :func:`find_people`): on the whole image, again with each person found so far
         painted over, and on overlapping half-size windows (images whose short side is at
-        least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run
-        are found; when the whole-image run finds nobody, again with a border around the
-        photo (:data:`FRAME_PADS`, the wider only when the narrower finds nobody: a person
-        who fills the frame, of whom the windows may find only a piece). Candidates that
-        are the same person are merged, each person is detected once more on windows
-        around it, and of all its views the one with the highest visibility times
-        segmentation certainty gives its keypoints and mask (a skeleton mixed from two
-        overlapping people is seen with high visibility but an unsure segmentation). A
-        candidate more of whose closer looks show someone already found than show itself
-        was a piece of them (a body cut by a window) and goes, as does one whose mask lies
-        within someone's found and is at most a quarter of its size (a skeleton in long
-        hair or on a checked top); people other than the whole-image run's whose
+        least :data:`WINDOW_MIN_SIDE`), where people too small for the whole-image run are
+        found; and with borders around the photo (:data:`FRAME_PADS`): BlazePose's person
+        detector misses some people who fill the frame, or finds only a skeleton in their
+        hair; when the whole-image run found someone, the bordered runs only add people not
+        yet found. Candidates that are the same person (their landmarks close, compared as
+        drawn and with left and right exchanged) are merged, a candidate whose mask lies
+        within a sure one's and is at most a quarter of its size (a skeleton in long hair or
+        on a checked top) is dropped, each person is detected once more on windows around
+        it, and of all its views the one with the highest visibility times segmentation
+        certainty gives its keypoints and mask (a skeleton mixed from two overlapping people
+        is seen with high visibility but an unsure segmentation). A candidate more of whose
+        closer looks show someone already found than show itself was a piece of them (a body
+        cut by a window) and goes, as does one whose mask lies within someone's found and is
+        at most a quarter of its size; people other than the whole-image run's whose
         segmentation is unsure (on average over their views, fewer than
         :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
-        skeleton seen in a shadow or in a machine) are dropped, and every mask is
-        restricted to the pixels nearer this person's skeleton than anyone else's. Each
-        person's view is decided (:meth:`facing`); a back view whose skeleton BlazePose
-        drew as if seen from the front (the person's left shoulder on the image's left of
-        an upright body, see :func:`_handedness`) is mirrored, left and right landmarks
-        exchanged. An empty list means no person.
+        skeleton seen in a shadow or in a machine) are dropped, and every mask is restricted
+        to the pixels nearer this person's skeleton than anyone else's. Each person's view
+        is decided (:meth:`facing`); a back view whose skeleton BlazePose drew as if seen
+        from the front (the person's left shoulder on the image's left of an upright body,
+        see :func:`_handedness`) is mirrored, left and right landmarks exchanged. An empty
+        list means no person.
         """
         return find_people(self, image, max_people)
 
@@ -420,7 +422,7 @@ MIN_BODY_SIDE = 16  # ... and they must span at least this many pixels (height o
 SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
 MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of sure pixels in its masks
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
-FRAME_PADS = (0.25, 0.5)  # when the whole image shows nobody, BlazePose runs again with these borders (of the size) around it
+FRAME_PADS = (0.25, 0.5)  # BlazePose runs again with these borders (of the image's size) around the image
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 PART_OF_BODY, INSIDE_BODY = 0.25, 0.9  # a mask this small and this much within someone's is a pattern on them
 SURE_HANDED = 0.3  # |sine| between the body's up and its shoulder line above which the skeleton's side is clear
@@ -519,13 +521,22 @@ def _is_person(d: Detection, size: tuple[int, int]) -> bool:
 
 
 def _same_person(a: Detection, b: Detection, size: tuple[int, int]) -> bool:
-    """Two candidates are one person when their commonly seen body landmarks lie close together."""
-    common = (_seen(a, size) & _seen(b, size))[_BODY]
+    """Two candidates are one person when their commonly seen body landmarks lie close together.
+
+    BlazePose draws one person's left and right either way round in different views (a
+    back view as if seen from the front), so ``b`` is compared as drawn and mirrored.
+    """
+    seen_a, seen_b = _seen(a, size), _seen(b, size)
     boxes = np.array([person_box(a, size), person_box(b, size)])
     scale = float(np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).max()) + 1e-6
-    if common.sum() >= 3:
-        idx = _BODY[common]
-        return float(np.median(np.linalg.norm(a.landmarks[idx, :2] - b.landmarks[idx, :2], axis=1))) < SAME_PERSON * scale
+    apart = []
+    for order in (slice(None), _MIRRORED):
+        common = (seen_a & seen_b[order])[_BODY]
+        if common.sum() >= 3:
+            idx = _BODY[common]
+            apart.append(float(np.median(np.linalg.norm(a.landmarks[idx, :2] - b.landmarks[order][idx, :2], axis=1))))
+    if apart:
+        return min(apart) < SAME_PERSON * scale
     ix = max(0.0, min(boxes[:, 2]) - max(boxes[:, 0]))
     iy = max(0.0, min(boxes[:, 3]) - max(boxes[:, 1]))
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -636,15 +647,20 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
     whole = candidates[0] if candidates else None  # BlazePose's own choice on the whole image
     for box in _windows(h, w):
         add(detector._detect_window(image, box))
-    if whole is None:  # nobody in the whole image: perhaps someone filling the frame
-        for pad in FRAME_PADS:  # the wider border only when the narrower shows nobody either
-            found = detector._detect_padded(image, pad)
+    for pad in FRAME_PADS:  # a person filling the frame, whom BlazePose's detector may miss or see only in part
+        found = detector._detect_padded(image, pad)
+        # with someone found on the whole image, a bordered view only adds people not yet
+        # found (the whole-image view stays the one BlazePose is made for)
+        if whole is None or (found is not None and not any(_same_person(c, found, size) for c in candidates)):
             add(found)
-            if found is not None and _is_person(found, size):
-                break
 
     people: list[Detection] = []
     unsure: list[Detection] = []
+    # a skeleton in a pattern on someone sure (long hair, a checked top) is no candidate, in
+    # whichever order the two were found: its closer looks could take the person for a piece of it
+    sure = [c for c in candidates if c is whole or c.certainty >= MIN_CERTAINTY]
+    keep = [i for i, c in enumerate(candidates) if not any(o is not c and _drawn_on(c, o) for o in sure)]
+    candidates, views = [candidates[i] for i in keep], [views[i] for i in keep]
     for i in sorted(range(len(candidates)), key=lambda i: -candidates[i].score)[:max_people]:
         c = candidates[i]
         if c is whole:  # seen whole and unobstructed: the view BlazePose is made for
