@@ -329,6 +329,16 @@ def test_a_half_body_back_view_with_a_skeleton_in_her_hair(detector):
     assert mask_iou(silhouette, people[0].mask) > 0.9
 
 
+def test_a_bordered_run_adds_no_skeleton_drawn_over_someone_found(detector):
+    """A synthetic back view at 256 x 176 (seed [11, 15]) found whole on the photo; with a
+    border BlazePose draws an upside-down skeleton over most of her. It is no one new: a
+    bordered run beside someone found adds only a person mostly outside their masks."""
+    person = synthetic_person([11, 15], "back")
+    people = detector.detect_people(person["image"])
+    assert len(people) == 1
+    assert mask_iou(person["parsing"] > 0, people[0].mask) > 0.9
+
+
 def test_one_skeleton_drawn_both_ways_round_is_one_person():
     """Hand-made BlazePose skeletons: the same one with left and right exchanged is the same
     person (BlazePose draws one person either way round in different views); the same

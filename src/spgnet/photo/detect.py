@@ -423,6 +423,7 @@ SURE_PIXEL = 0.9  # segmentation probability of a pixel the model is sure of
 MIN_CERTAINTY = 0.75  # a person found beside the first needs this mean share of sure pixels in its masks
 SAME_PERSON = 0.15  # median landmark distance, in body sizes, below which two candidates are one person
 FRAME_PADS = (0.25, 0.5)  # BlazePose runs again with these borders (of the image's size) around the image
+NEW_PIXELS = 0.5  # a person found by a bordered run beside someone found has at most this share of its mask on theirs
 CROP_MARGINS = (0.1, 0.25, 0.5)  # margins of the refining windows around a person, in its box's larger side
 PART_OF_BODY, INSIDE_BODY = 0.25, 0.9  # a mask this small and this much within someone's is a pattern on them
 SURE_HANDED = 0.3  # |sine| between the body's up and its shoulder line above which the skeleton's side is clear
@@ -649,9 +650,12 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
         add(detector._detect_window(image, box))
     for pad in FRAME_PADS:  # a person filling the frame, whom BlazePose's detector may miss or see only in part
         found = detector._detect_padded(image, pad)
-        # with someone found on the whole image, a bordered view only adds people not yet
-        # found (the whole-image view stays the one BlazePose is made for)
-        if whole is None or (found is not None and not any(_same_person(c, found, size) for c in candidates)):
+        # with someone found on the whole image, a bordered view only adds someone new:
+        # not a view of anyone found (the whole-image view stays the one BlazePose is made
+        # for), and mostly outside their masks (not a skeleton drawn over someone found)
+        if whole is None or (found is not None and not any(_same_person(c, found, size) for c in candidates)
+                             and (found.mask & np.logical_or.reduce([c.mask for c in candidates])).sum()
+                             < NEW_PIXELS * found.mask.sum()):
             add(found)
 
     people: list[Detection] = []
