@@ -668,3 +668,34 @@ def test_without_a_skin_colour_arms_of_the_tops_colour_are_sleeves():
     labels = coarse_parsing(mask, keypoints(BACK_NO_HANDS), image)
     assert label_at(labels, 92, 92) == L["upper-clothes"] and label_at(labels, 86, 70) == L["upper-clothes"]
     assert label_at(labels, 28, 92) == L["right-arm"]
+
+
+@pytest.mark.parametrize("legs", ["closed", "apart"])
+def test_a_skirt_cut_by_the_photos_bottom_edge_is_a_skirt_and_cut_trousers_stay_pants(legs):
+    """A photo cut at mid-thigh (row 135) shows no hem and no bare legs below it. A skirt
+    hangs from the hips: at the cut it is at least as wide as the clothed hips and whole
+    between the legs. Trousers cut there are narrower than the hips when the legs are
+    closed (the thighs taper) and open between the legs when they are apart."""
+    skin, blue, grey, wall = (224, 172, 140), (40, 60, 160), (90, 90, 95), (200, 200, 205)
+    cut = 135
+    pose = FRONT if legs == "apart" else dict(FRONT, **{"r-hip": (50, 110), "r-knee": (54, 145), "r-ankle": (55, 178),
+                                                       "l-hip": (70, 110), "l-knee": (66, 145), "l-ankle": (65, 178)})
+    kp = keypoints({k: v for k, v in pose.items() if "knee" not in k and "ankle" not in k})
+
+    def photo(mask: np.ndarray) -> np.ndarray:
+        image = np.full((H, W, 3), wall, np.uint8)
+        image[mask] = blue
+        image[:52][mask[:52]] = skin
+        image[:18][mask[:18]] = (60, 35, 20)
+        image[104:][mask[104:]] = grey  # the garment from just above the hip joints down
+        return image[:cut]
+
+    trousers = draw_person(pose)[:cut]
+    labels = coarse_parsing(trousers, kp, photo(draw_person(pose)))
+    assert not (labels == L["skirt"]).any()
+    assert (labels[130][trousers[130]] == L["pants"]).mean() > 0.9
+    skirt = draw_person(pose)
+    rr, cc = polygon([106, 106, H, H], [42, 78, 116, 4], shape=skirt.shape)  # an A-line skirt down past the cut
+    skirt[rr, cc] = True
+    labels = coarse_parsing(skirt[:cut], kp, photo(skirt))
+    assert (labels[130][skirt[130]] == L["skirt"]).mean() > 0.9

@@ -129,6 +129,7 @@ HAIR_STRAND = 0.03  # units: long hair is opened with a disk of this radius (thi
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
+CUT_HEM, CUT_CLOSED = 0.3, 0.9  # a garment this wide (units) on the bottom row, this whole between the legs, may be a cut skirt
 BETWEEN_LEGS = 0.05  # units: half-width of the line between the legs where a skirt's hem is closed
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
 
@@ -730,7 +731,7 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     ``along``: every pixel's position down the body from the hip line, in units."""
     garment = labels == PANTS
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
-    if garment.sum() < 30 or not bare.any():
+    if garment.sum() < 30:
         return False
     hem = float(np.percentile(along[garment], 97))
     band = (along > hem - HEM_BAND) & (along <= hem)
@@ -738,8 +739,16 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     legs_width = (bare & (along > hem) & (along <= hem + HEM_BAND)).sum()
     model = _colour_model(ycc, garment)
     cloth = garment & _has_colour(ycc, model) if model is not None else garment
-    closed = float(cloth[band & between].mean()) >= 0.5 if (band & between).any() else False
-    return legs_width >= 0.03 * unit * unit and hem_width >= HEM_FLARE * legs_width and closed
+    closed = float(cloth[band & between].mean()) if (band & between).any() else 0.0
+    if legs_width >= 0.03 * unit * unit:
+        return hem_width >= HEM_FLARE * legs_width and closed >= 0.5
+    # no bare legs below: perhaps a garment cut by the photo's bottom edge. A skirt hangs
+    # from the hips and is at least as wide there as the clothed hips, and whole between
+    # the legs; trousers cut above the knee are narrower than the hips or open between the legs
+    if garment[-1].sum() < CUT_HEM * unit:
+        return False
+    hips = (np.isin(labels, (UPPER, PANTS)) & (np.abs(along) <= HEM_BAND / 2)).sum()
+    return hem_width >= hips and closed >= CUT_CLOSED
 
 
 def _between_legs(kp: np.ndarray, present: np.ndarray, unit: float, size: tuple[int, int]) -> np.ndarray:
