@@ -51,8 +51,10 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   (no gap) the hem tells, with the photo: pants whose hem is at least :data:`HEM_FLARE`
   times as wide as the bare legs just below it, and closed between the legs by cloth of
   the garment's colour, are a skirt (shorts end as wide as the thighs, wide shorts are
-  open between the legs). With the photo, a skirt whose colour also covers most of the
-  torso's clothing is a **dress 6** (the torso pixels of that colour and the skirt).
+  open between the legs). Pants running off the photo's bottom edge with no bare legs
+  below are a skirt when at the cut they are at least as wide as the clothed hips and
+  whole between the legs (trousers cut above the knee are narrower, or open). With the
+  photo, a skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso pixels of that colour and the skirt).
 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
@@ -728,6 +730,11 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     cover, or, when wide, open between the legs: at least half of the hem band's
     ``between`` pixels (the line between the legs, :func:`_between_legs`) must be the
     garment and of its colour (a loose mask fills the opening with background).
+
+    With too few bare leg pixels below, a garment with at least :data:`CUT_HEM` units on
+    the image's last row was cut by the photo: its hem band must be at least as wide as
+    the clothed hips (upper-clothes and pants within half a band of the hip line) and
+    :data:`CUT_CLOSED` of its ``between`` pixels the garment of its colour.
     ``along``: every pixel's position down the body from the hip line, in units."""
     garment = labels == PANTS
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
