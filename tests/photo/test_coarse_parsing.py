@@ -699,3 +699,31 @@ def test_a_skirt_cut_by_the_photos_bottom_edge_is_a_skirt_and_cut_trousers_stay_
     skirt[rr, cc] = True
     labels = coarse_parsing(skirt[:cut], kp, photo(skirt))
     assert (labels[130][skirt[130]] == L["skirt"]).mean() > 0.9
+
+
+def test_a_skirt_down_to_the_feet_is_a_skirt_and_trousers_down_to_them_stay_pants():
+    """No bare legs below either garment: a maxi skirt reaches the shoes. It hangs from the
+    hips, so at its hem it is at least as wide as the clothed hips and whole between the
+    legs; trousers over closed legs narrow to the ankles."""
+    skin, blue, grey, wall = (224, 172, 140), (40, 60, 160), (90, 90, 95), (200, 200, 205)
+    pose = dict(FRONT, **{"r-hip": (50, 110), "r-knee": (54, 145), "r-ankle": (55, 178),
+                          "l-hip": (70, 110), "l-knee": (66, 145), "l-ankle": (65, 178)})
+
+    def photo(mask: np.ndarray) -> np.ndarray:
+        image = np.full((H, W, 3), wall, np.uint8)
+        image[mask] = blue
+        image[:52][mask[:52]] = skin
+        image[:18][mask[:18]] = (60, 35, 20)
+        image[104:178][mask[104:178]] = grey  # the garment, from just above the hip joints to the ankles
+        image[178:][mask[178:]] = (20, 20, 20)  # shoes
+        return image
+
+    trousers = draw_person(pose)
+    labels = coarse_parsing(trousers, keypoints(pose), photo(trousers))
+    assert not (labels == L["skirt"]).any()
+    assert (labels[120:170][trousers[120:170]] == L["pants"]).mean() > 0.9
+    skirt = draw_person(pose)
+    rr, cc = polygon([106, 106, 178, 178], [42, 78, 100, 20], shape=skirt.shape)  # to the ankles, flared
+    skirt[rr, cc] = True
+    labels = coarse_parsing(skirt, keypoints(pose), photo(skirt))
+    assert (labels[120:170][skirt[120:170]] == L["skirt"]).mean() > 0.9

@@ -51,10 +51,11 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   (no gap) the hem tells, with the photo: pants whose hem is at least :data:`HEM_FLARE`
   times as wide as the bare legs just below it, and closed between the legs by cloth of
   the garment's colour, are a skirt (shorts end as wide as the thighs, wide shorts are
-  open between the legs). Pants running off the photo's bottom edge with no bare legs
-  below are a skirt when at the cut they are at least as wide as the clothed hips and
-  whole between the legs (trousers cut above the knee are narrower, or open). With the
-  photo, a skirt whose colour also covers most of the torso's clothing is a **dress 6** (the torso pixels of that colour and the skirt).
+  open between the legs). Pants with no bare legs below them (cut by the photo's bottom
+  edge, or reaching the feet) are a skirt when their hem is at least as wide as the
+  clothed hips and whole between the legs (trousers are narrower there, or open). With
+  the photo, a skirt whose colour also covers most of the torso's clothing is a **dress
+  6** (the torso pixels of that colour and the skirt).
 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
@@ -131,7 +132,7 @@ HAIR_STRAND = 0.03  # units: long hair is opened with a disk of this radius (thi
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
-CUT_HEM, CUT_CLOSED = 0.3, 0.9  # a garment this wide (units) on the bottom row, this whole between the legs, may be a cut skirt
+LONG_CLOSED = 0.9  # share of the line between the legs a skirt with no bare legs below it covers at its hem
 BETWEEN_LEGS = 0.05  # units: half-width of the line between the legs where a skirt's hem is closed
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
 
@@ -731,10 +732,10 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     ``between`` pixels (the line between the legs, :func:`_between_legs`) must be the
     garment and of its colour (a loose mask fills the opening with background).
 
-    With too few bare leg pixels below, a garment with at least :data:`CUT_HEM` units on
-    the image's last row was cut by the photo: its hem band must be at least as wide as
-    the clothed hips (upper-clothes and pants within half a band of the hip line) and
-    :data:`CUT_CLOSED` of its ``between`` pixels the garment of its colour.
+    With too few bare leg pixels below the hem (a garment cut by the photo's bottom edge,
+    or reaching the feet), the hem band must be at least as wide as the clothed hips
+    (upper-clothes and pants within half a band of the hip line) and :data:`LONG_CLOSED`
+    of its ``between`` pixels the garment of its colour.
     ``along``: every pixel's position down the body from the hip line, in units."""
     garment = labels == PANTS
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
@@ -749,13 +750,12 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     closed = float(cloth[band & between].mean()) if (band & between).any() else 0.0
     if legs_width >= 0.03 * unit * unit:
         return hem_width >= HEM_FLARE * legs_width and closed >= 0.5
-    # no bare legs below: perhaps a garment cut by the photo's bottom edge. A skirt hangs
-    # from the hips and is at least as wide there as the clothed hips, and whole between
-    # the legs; trousers cut above the knee are narrower than the hips or open between the legs
-    if garment[-1].sum() < CUT_HEM * unit:
-        return False
+    # no bare legs below the hem: a garment cut by the photo's bottom edge or reaching the
+    # feet. A skirt hangs from the hips: at its hem at least as wide as the clothed hips,
+    # and whole between the legs; trousers are narrower there (thighs and shins taper) or
+    # open between the legs
     hips = (np.isin(labels, (UPPER, PANTS)) & (np.abs(along) <= HEM_BAND / 2)).sum()
-    return hem_width >= hips and closed >= CUT_CLOSED
+    return hem_width >= hips and closed >= LONG_CLOSED
 
 
 def _between_legs(kp: np.ndarray, present: np.ndarray, unit: float, size: tuple[int, int]) -> np.ndarray:

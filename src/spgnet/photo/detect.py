@@ -390,24 +390,24 @@ class PoseDetector:
         found; and with borders around the photo (:data:`FRAME_PADS`): BlazePose's person
         detector misses some people who fill the frame, or finds only a skeleton in their
         hair; when the whole-image run found someone, the bordered runs only add people not
-        yet found. Candidates that are the same person (their landmarks close, compared as
-        drawn and with left and right exchanged) are merged, a candidate whose mask lies
-        within a sure one's and is at most a quarter of its size (a skeleton in long hair or
-        on a checked top) is dropped, each person is detected once more on windows around
-        it, and of all its views the one with the highest visibility times segmentation
-        certainty gives its keypoints and mask (a skeleton mixed from two overlapping people
-        is seen with high visibility but an unsure segmentation). A candidate more of whose
-        closer looks show someone already found than show itself was a piece of them (a body
-        cut by a window) and goes, as does one whose mask lies within someone's found and is
-        at most a quarter of its size; people other than the whole-image run's whose
-        segmentation is unsure (on average over their views, fewer than
-        :data:`MIN_CERTAINTY` of their mask pixels at probability :data:`SURE_PIXEL`: a
-        skeleton seen in a shadow or in a machine) are dropped, and every mask is restricted
-        to the pixels nearer this person's skeleton than anyone else's. Each person's view
-        is decided (:meth:`facing`); a back view whose skeleton BlazePose drew as if seen
-        from the front (the person's left shoulder on the image's left of an upright body,
-        see :func:`_handedness`) is mirrored, left and right landmarks exchanged. An empty
-        list means no person.
+        yet found and mostly outside the masks of those found. Candidates that are the same
+        person (their landmarks close, compared as drawn and with left and right exchanged)
+        are merged, a candidate whose mask lies within a sure one's and is at most a quarter
+        of its size (a skeleton in long hair or on a checked top) is dropped, each person is
+        detected once more on windows around it, and of all its views the one with the
+        highest visibility times segmentation certainty gives its keypoints and mask (a
+        skeleton mixed from two overlapping people is seen with high visibility but an
+        unsure segmentation). A candidate more of whose closer looks show someone already
+        found than show itself was a piece of them (a body cut by a window) and goes, as
+        does one whose mask lies within someone's found and is at most a quarter of its
+        size; people other than the whole-image run's whose segmentation is unsure (on
+        average over their views, fewer than :data:`MIN_CERTAINTY` of their mask pixels at
+        probability :data:`SURE_PIXEL`: a skeleton seen in a shadow or in a machine) are
+        dropped, and every mask is restricted to the pixels nearer this person's skeleton
+        than anyone else's. Each person's view is decided (:meth:`facing`); a back view
+        whose skeleton BlazePose drew as if seen from the front (the person's left shoulder
+        on the image's left of an upright body, see :func:`_handedness`) is mirrored, left
+        and right landmarks exchanged. An empty list means no person.
         """
         return find_people(self, image, max_people)
 
