@@ -531,6 +531,31 @@ def test_the_waist_follows_the_colours_not_the_hip_joints(waist_y):
         assert label_at(labels, 50, y) == want, y
 
 
+@pytest.mark.parametrize("pattern", ["stripes", "dots"])
+def test_the_waist_of_a_patterned_top_follows_its_colours(pattern):
+    """A long top (down to y 126, below the hip joints at 110) of two colours, half and
+    half, over navy trousers. A median and a spread of the top's colours lie between its
+    two colours and reach the trousers'; its colour histogram holds both and none of the
+    trousers', so the border is where the pattern ends."""
+    mask = draw_person(FRONT)
+    skin, white, red, trousers = (224, 172, 140), (235, 235, 230), (190, 30, 40), (30, 40, 90)
+    yy, xx = np.mgrid[:H, :W]
+    second = (yy // 4) % 2 == 1 if pattern == "stripes" else ((yy // 5) + (xx // 5)) % 2 == 1  # a check of dots
+    image = np.zeros((H, W, 3), np.uint8)
+    image[mask] = white
+    image[mask & second] = red
+    image[:52][mask[:52]] = skin
+    image[:18][mask[:18]] = (60, 35, 20)
+    image[126:][mask[126:]] = trousers
+    image[178:][mask[178:]] = (20, 20, 20)
+    image[:, :36][mask[:, :36] & (yy[:, :36] < 110)] = skin  # bare arms
+    image[:, 85:][mask[:, 85:] & (yy[:, 85:] < 110)] = skin
+    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    for y in range(100, 140, 3):
+        want = L["upper-clothes"] if y < 126 else L["pants"]
+        assert label_at(labels, 50, y) == want, y
+
+
 def test_shoes_start_where_their_colour_does():
     """Shoes are the last tenth of the shin and below; with the photo, the shin's own colour
     (trousers reaching the ankle) wins back what is nearer it than the shoe's."""

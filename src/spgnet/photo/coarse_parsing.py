@@ -124,6 +124,8 @@ BARE_SHINS = 0.7  # ... and this share of the shins' (bare shins are skin all ov
 SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr): one face, one skin
 WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist is looked for
 WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
+WAIST_OVERLAP = 0.5  # Bhattacharyya coefficient of the two samples' histograms from which top and bottom are one colour
+HISTOGRAM_LEVELS = 16  # levels per YCbCr channel of the colour histograms
 COLOURS_APART = 4.0  # two colour models differ when their medians are this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
 HIP_SKIN = 0.25  # when this share of that band passes for skin, the skin model also takes in the garment
@@ -394,6 +396,20 @@ def _ycbcr(rgb: np.ndarray) -> np.ndarray:
     return np.stack([y, cb, cr], -1)
 
 
+def _colour_codes(colours: np.ndarray) -> np.ndarray:
+    """``(...,)`` bin of each YCbCr colour ``(..., 3)`` in a histogram of
+    :data:`HISTOGRAM_LEVELS` levels per channel."""
+    q = np.clip((colours * (HISTOGRAM_LEVELS / 256.0)).astype(np.int64), 0, HISTOGRAM_LEVELS - 1)
+    return (q[..., 0] * HISTOGRAM_LEVELS + q[..., 1]) * HISTOGRAM_LEVELS + q[..., 2]
+
+
+def _histogram(colours: np.ndarray) -> np.ndarray:
+    """The normalised colour histogram of ``(N, 3)`` YCbCr colours (:func:`_colour_codes`):
+    unlike a median and a spread, it keeps every colour of a pattern (stripes, dots)."""
+    counts = np.bincount(_colour_codes(colours), minlength=HISTOGRAM_LEVELS ** 3).astype(np.float64)
+    return counts / counts.sum()
+
+
 def _colour_distance(ycc: np.ndarray, model) -> np.ndarray:
     """``(H, W)``: every pixel's distance to a colour model, in its spreads (lightness and chroma)."""
     med, spread = model
@@ -599,27 +615,30 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, along: np.n
     to where their colours meet: a long top reaches below the hip joints, high-waisted
     trousers above them.
 
-    Colour models of the top (upper-clothes :data:`WAIST_MODELS` torso lengths above the
-    hip line) and of the bottom (pants/skirt as far below it); every garment pixel within
-    :data:`WAIST_RANGE` of the hip line is nearer one or the other. The waist is the line
-    across the body, in steps of 0.05 torso lengths, that leaves the most pixels on their
-    own side: bottom garment above it becomes upper-clothes, the torso's upper-clothes below
-    it the bottom garment (a sleeve stays a sleeve). Nothing changes when
-    the two colours are alike (a dress, one suit) or either model is missing. ``along``:
-    every pixel's position down the body from the hip line, in torso lengths."""
+    Colour histograms (:func:`_histogram`) of the top (upper-clothes :data:`WAIST_MODELS`
+    torso lengths above the hip line) and of the bottom (pants/skirt as far below it);
+    every garment pixel within :data:`WAIST_RANGE` of the hip line belongs to the one
+    whose histogram holds its colour more often (a striped or dotted top keeps all its
+    colours; a median and a spread took a dotted top's dots for the shorts below it). The
+    waist is the line across the body, in steps of 0.05 torso lengths, that leaves the
+    most pixels on their own side: bottom garment above it becomes upper-clothes, the
+    torso's upper-clothes below it the bottom garment (a sleeve stays a sleeve). Nothing
+    changes when the histograms overlap (Bhattacharyya coefficient at least
+    :data:`WAIST_OVERLAP`: a dress, one suit) or a sample has fewer than 30 pixels.
+    ``along``: every pixel's position down the body from the hip line, in torso lengths."""
     near, far = WAIST_MODELS
-    top = _colour_model(ycc, (labels == UPPER) & (along >= -far) & (along <= -near))
+    top = (labels == UPPER) & (along >= -far) & (along <= -near)
     bottom_labels = np.isin(labels, (PANTS, SKIRT))
-    bottom = _colour_model(ycc, bottom_labels & (along >= near) & (along <= far))
-    if top is None or bottom is None:
-        return
+    bottom = bottom_labels & (along >= near) & (along <= far)
     zone = (np.isin(labels, (UPPER, PANTS, SKIRT))) & (along >= WAIST_RANGE[0]) & (along <= WAIST_RANGE[1])
-    if zone.sum() < 30:
+    if top.sum() < 30 or bottom.sum() < 30 or zone.sum() < 30:
         return
-    if not _apart(top, bottom):
-        return
+    top_colours, bottom_colours = _histogram(ycc[top]), _histogram(ycc[bottom])
+    if float(np.sqrt(top_colours * bottom_colours).sum()) >= WAIST_OVERLAP:
+        return  # one cloth, or two alike
     a = along[zone]
-    bottom_like = (_colour_distance(ycc[zone], bottom) < _colour_distance(ycc[zone], top)).astype(np.int64)
+    codes = _colour_codes(ycc[zone])
+    bottom_like = (bottom_colours[codes] > top_colours[codes]).astype(np.int64)
     cuts = np.arange(WAIST_RANGE[0], WAIST_RANGE[1] + 1e-9, 0.05)
     above = a[None, :] < cuts[:, None]  # (C, N): the pixel lies above the cut
     agree = (above & (bottom_like == 0)[None]).sum(1) + (~above & (bottom_like == 1)[None]).sum(1)
