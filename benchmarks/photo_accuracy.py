@@ -128,13 +128,18 @@ def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
         root = Path(tmp) / "synth"
         write_synthetic_dataset(root, n_people, test_pairs=1, seed=7, progress=False)
         annotations = read_annotation_csv(root / "annotation-train.csv")
-        for with_image in (False, True):
-            scores = GroupScores()
-            for name, kp in sorted(annotations.items()):
-                truth = np.asarray(Image.open(root / "parsing" / name))
-                image = np.asarray(Image.open(root / "train" / name).convert("RGB")) if with_image else None
-                scores.add(truth, coarse_parsing(truth > 0, kp, image), truth > 0)
-            out["keypoints + mask + colours" if with_image else "keypoints + mask"] = scores.row()
+        rows = {"keypoints + mask": (False, False), "keypoints + mask + colours": (True, False),
+                "keypoints + mask + colours + the face's outline (FaceMesh)": (True, True)}
+        with PoseDetector() as det:
+            for row, (with_image, with_outline) in rows.items():
+                scores = GroupScores()
+                for name, kp in sorted(annotations.items()):
+                    truth = np.asarray(Image.open(root / "parsing" / name))
+                    image = np.asarray(Image.open(root / "train" / name).convert("RGB")) if with_image else None
+                    face = kp[[0, 14, 15, 16, 17]]
+                    outline = det.face_outline(image, face[(face >= 0).all(1)]) if with_outline else None
+                    scores.add(truth, coarse_parsing(truth > 0, kp, image, face_outline=outline), truth > 0)
+                out[row] = scores.row()
     return out
 
 
@@ -160,7 +165,7 @@ def pipeline_table(n_people: int, threshold: float, seed: int = 31, keep: float 
             people = det.detect_people(image)
             if people:
                 d = max(people, key=lambda d: (d.mask & (truth > 0)).sum())
-                got = coarse_parsing(d.mask, d.keypoints, image, facing=d.facing)
+                got = coarse_parsing(d.mask, d.keypoints, image, facing=d.facing, face_outline=d.face_outline)
             else:
                 missed += 1
                 got = np.zeros_like(truth)
@@ -226,7 +231,7 @@ def pictures(folder: Path, threshold: float) -> None:
             people = det.detect_people(photo)
             labels = np.zeros(photo.shape[:2], np.uint8)
             for d in people:
-                part = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing)
+                part = coarse_parsing(d.mask, d.keypoints, photo, facing=d.facing, face_outline=d.face_outline)
                 labels = np.where(part > 0, part, labels)
             over = photo.copy()
             person = labels > 0

@@ -752,3 +752,27 @@ def test_a_skirt_down_to_the_feet_is_a_skirt_and_trousers_down_to_them_stay_pant
     skirt[rr, cc] = True
     labels = coarse_parsing(skirt, keypoints(pose), photo(skirt))
     assert (labels[120:170][skirt[120:170]] == L["skirt"]).mean() > 0.9
+
+
+def test_a_face_outline_gives_the_face_and_is_checked():
+    """With a face outline (as FaceMesh gives it) the face is the head inside it, grown by
+    8 % about its centre; the rest of the head is hair. A back view has no face whatever the
+    outline; a malformed outline is refused."""
+    mask = draw_person(FRONT)
+    outline = np.array([[56, 18], [64, 18], [64, 34], [56, 34]], float)  # a narrow face, centre (60, 26)
+    labels = coarse_parsing(mask, keypoints(FRONT), face_outline=outline)
+    grown_x, grown_y = 4 * 1.08, 8 * 1.08  # half-sizes of the grown rectangle
+    head = (labels == L["face"]) | (labels == L["hair"])
+    yy, xx = np.nonzero(head & (np.arange(H)[:, None] < 34))  # above the neck (face by construction)
+    inside = (np.abs(xx - 60) < grown_x - 0.5) & (np.abs(yy - 26) < grown_y - 0.5)
+    outside = (np.abs(xx - 60) > grown_x + 0.5) | (np.abs(yy - 26) > grown_y + 0.5)
+    assert inside.sum() > 100 and outside.sum() > 100
+    assert (labels[yy[inside], xx[inside]] == L["face"]).all()
+    assert (labels[yy[outside], xx[outside]] == L["hair"]).all()
+    assert label_at(labels, 53, 28) == L["hair"]  # the ellipse calls this face
+    assert label_at(coarse_parsing(mask, keypoints(FRONT)), 53, 28) == L["face"]
+    back = coarse_parsing(mask, keypoints(FRONT), facing="back", face_outline=outline)
+    assert not (back == L["face"]).any()
+    for bad in (outline[:2], outline[:, :1], np.full((4, 2), np.nan)):
+        with pytest.raises(SPGNetError, match="face_outline"):
+            coarse_parsing(mask, keypoints(FRONT), face_outline=bad)

@@ -13,6 +13,7 @@ from skimage import data
 from spgnet import SPGNetError
 from spgnet.photo.coarse_parsing import coarse_parsing
 from spgnet.photo.detect import PoseDetector, detect, detect_keypoints, landmarks_to_openpose18
+from spgnet.parsing import LABEL_INDEX as L
 from spgnet.pose import FLIP_INDEX, KEYPOINT_NAMES
 
 # OpenPose-18 name -> BlazePose landmark name (mediapipe's PoseLandmark enum), written out
@@ -375,6 +376,52 @@ def test_back_views_drawn_from_the_front_are_mirrored(detector):
         assert len(people) == 1 and people[0].facing == "back", i
         own, mirrored = side_errors(person["keypoints"], people[0].keypoints)
         assert len(own) >= 8 and (own < mirrored).mean() >= 0.9, (i, own.round(1), mirrored.round(1))
+
+
+def test_the_face_oval_follows_mediapipes_edges():
+    """The face outline's landmark path walks mediapipe's own FACEMESH_FACE_OVAL edges once
+    each, closed (it fails on a missing, repeated or reordered landmark)."""
+    from mediapipe.python.solutions.face_mesh import FACEMESH_FACE_OVAL
+
+    from spgnet.photo.detect import _FACE_OVAL
+
+    path = [int(i) for i in _FACE_OVAL]
+    walked = {frozenset(e) for e in zip(path, path[1:] + path[:1])}
+    assert len(walked) == len(path) == len(FACEMESH_FACE_OVAL)
+    assert walked == {frozenset(e) for e in FACEMESH_FACE_OVAL}
+
+
+def test_face_outline_on_the_astronaut(detector, astronaut):
+    """FaceMesh's oval around the astronaut's face (found by the person search, a front
+    view): it encloses BlazePose's nose and eyes, lies on her mask, and its lowest point
+    (the chin) is below the mouth's landmarks."""
+    from skimage.measure import points_in_poly
+
+    (person,) = detector.detect_people(astronaut)
+    outline = person.face_outline
+    assert person.facing == "front" and outline is not None and outline.shape == (36, 2)
+    face = person.landmarks[[0, 2, 5], :2]  # nose, eyes
+    assert points_in_poly(face, outline).all()
+    xy = np.rint(outline).astype(int)
+    assert person.mask[xy[:, 1], xy[:, 0]].mean() > 0.9
+    assert outline[:, 1].max() > person.landmarks[[9, 10], 1].max()
+    # no face where there is none: a blank window, and too few points
+    assert detector.face_outline(np.full((200, 200, 3), 128, np.uint8), np.array([[90.0, 90], [110, 90]])) is None
+    assert detector.face_outline(astronaut, face[:1]) is None
+
+
+def test_the_face_outline_gives_a_framed_face_its_shape(detector):
+    """A synthetic woman at 512 x 352 (seed [31, 4]) whose hair frames her face: from her true
+    keypoints and silhouette, the face ellipse takes hair for face (face IoU 0.72, hair
+    0.71); FaceMesh's outline of her face gives the face its shape."""
+    person = synthetic_person([31, 4], "front", (512, 352))
+    truth, kp = person["parsing"], person["keypoints"]
+    face = kp[[0, 14, 15, 16, 17]]
+    outline = detector.face_outline(person["image"], face[(face >= 0).all(1)])
+    assert outline is not None
+    labels = coarse_parsing(truth > 0, kp, person["image"], facing="front", face_outline=outline)
+    assert mask_iou(truth == L["face"], labels == L["face"]) > 0.9
+    assert mask_iou(truth == L["hair"], labels == L["hair"]) > 0.85
 
 
 def test_the_landmark_mirror_follows_mediapipes_names():

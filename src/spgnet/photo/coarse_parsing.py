@@ -114,6 +114,7 @@ SAME_GARMENT = 8.0  # CIELAB distance of the median colours of skirt and top bel
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
 FACE_HALF_WIDTH = 1.6  # face half-width, in steps
+OUTLINE_GROWTH = 0.08  # a face outline (FaceMesh's oval, inside the hairline) is grown this much about its centre
 SKIN_LIGHTNESS, SKIN_CHROMA = 3.0, 3.0  # skin / hair: within these many spreads of the median colour
 # Skin colours lie in this Cb x Cr box (YCbCr, 0-255; the box of Chai and Ngan, 1999): face
 # pixels outside it (sunglasses, goggles, a beard, a grey photo) do not enter the skin model,
@@ -303,13 +304,26 @@ def _grid_along(h: int, w: int, origin: np.ndarray, direction: np.ndarray) -> np
     return (np.arange(w)[None, :] - origin[0]) * direction[0] + (np.arange(h)[:, None] - origin[1]) * direction[1]
 
 
-def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face) -> None:
-    """Label the head pixels face 13 (the face ellipse) or hair 2, the neck face (in place)."""
+def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face,
+                outline: np.ndarray | None = None) -> None:
+    """Label the head pixels face 13 or hair 2, the neck face (in place). The face is the
+    face's ``outline`` (FaceMesh's oval) grown by :data:`OUTLINE_GROWTH` about its centre,
+    or without one the face ellipse."""
     if face is None:  # back view: the back of the head and the neck are hair
         labels[head | neck] = HAIR
         return
-    eye, up, step = face
     h, w = labels.shape
+    if outline is not None:
+        from skimage.draw import polygon
+
+        centre = outline.mean(0)
+        grown = centre + (1.0 + OUTLINE_GROWTH) * (outline - centre)
+        in_face = np.zeros((h, w), bool)
+        in_face[polygon(grown[:, 1], grown[:, 0], shape=(h, w))] = True
+        labels[head] = np.where(in_face[head], FACE, HAIR)
+        labels[neck] = FACE
+        return
+    eye, up, step = face
     side = np.array([-up[1], up[0]])
     centre = eye - 0.5 * (CHIN - HAIRLINE) * step * up  # halfway between the hairline and the chin
     along = _grid_along(h, w, centre, up) / (0.5 * (CHIN + HAIRLINE) * step)
@@ -432,13 +446,16 @@ def _has_colour(ycc: np.ndarray, model, lightness: bool = True) -> np.ndarray:
 
 
 def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = None,
-                   facing: str | None = None) -> np.ndarray:
+                   facing: str | None = None, face_outline: np.ndarray | None = None) -> np.ndarray:
     """Coarse CIHP labels ``(H, W)`` uint8 from a person ``mask (H, W)`` bool and ``kp (18, 2)`` (x, y).
 
     Every mask pixel gets a body-part label (see the module docstring), every other pixel
     0. Joints may lie off the image; missing joints are negative (docs/design.md §2).
     ``image``: the ``(H, W, 3)`` uint8 RGB photo, for the skin colour rules; ``facing``:
-    ``"front"``, ``"back"`` or None (decided from the keypoints: back without nose and eyes).
+    ``"front"``, ``"back"`` or None (decided from the keypoints: back without nose and eyes);
+    ``face_outline``: ``(K, 2)`` x, y around the face (FaceMesh's face oval, see
+    :meth:`spgnet.photo.detect.PoseDetector.face_outline`), which then gives the face instead
+    of the ellipse (front views; ignored on a back view).
     """
     mask = np.asarray(mask).astype(bool)
     kp = np.asarray(kp, dtype=np.float64)
@@ -447,6 +464,11 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     check_keypoints(kp, "coarse_parsing: keypoints", ndims=(2,))
     if facing not in (None, "front", "back"):
         raise SPGNetError(f"coarse_parsing: facing must be 'front', 'back' or None, got {facing!r}")
+    if face_outline is not None:
+        face_outline = np.asarray(face_outline, dtype=np.float64)
+        if face_outline.ndim != 2 or face_outline.shape[1] != 2 or len(face_outline) < 3 \
+                or not np.isfinite(face_outline).all():
+            raise SPGNetError(f"coarse_parsing: face_outline must be (K >= 3, 2) finite x, y, got {face_outline.shape}")
     h, w = mask.shape
     if image is not None and np.asarray(image).shape != (h, w, 3):
         raise SPGNetError(f"coarse_parsing: image must be (H, W, 3) = ({h}, {w}, 3), got {np.asarray(image).shape}")
@@ -510,7 +532,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
     if neck.any():  # the neck is its capsule; the pixels merely nearest to it belong to the head
         within = dist[np.searchsorted(part_ids, _NECK_PART)] <= 0
         nearest = np.where(neck & ~within, _HEAD, nearest)
-    _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face)
+    _split_head(labels, mask & (nearest == _HEAD), mask & (nearest == _NECK_PART), face, face_outline)
 
     if image is not None:
         skin_model = None

@@ -80,6 +80,12 @@ MAX_PEOPLE = 8  # most people reported per image by PoseDetector.detect_people
 MIN_FACE_SIDE = 12  # heads smaller than this (pixels) are not checked for a face (see PoseDetector.facing)
 FACE_WINDOW = 192  # the window around a head is enlarged to at least this side for the face detector
 FACE_SURE = 0.7  # a face found with at least this score settles "front"; weaker ones are checked by colour
+MAX_FACES = 3  # faces FaceMesh looks for in the window around one head (a neighbour's may be in it)
+# FaceMesh's face oval (mediapipe's FACEMESH_FACE_OVAL edges) as one closed path of its
+# landmarks: from the top of the forehead (10) down the face's right side (the image's
+# left in a front view) to the chin (152) and up the other side
+_FACE_OVAL = np.array([10, 109, 67, 103, 54, 21, 162, 127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152,
+                       377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356, 389, 251, 284, 332, 297, 338])
 SAME_HEAD_COLOUR = 6.0  # CIELAB distance below which the face's centre and the top of the head are one colour
 
 
@@ -95,6 +101,9 @@ class Detection:
     facing     str | None       "front" or "back" (see :meth:`PoseDetector.facing`), None if not decided
     certainty  float            share of the mask's pixels whose segmentation probability is at
                                 least 0.9 (1.0 when no probabilities were seen)
+    face_outline (K, 2) float32 | None  the face's outline (MediaPipe FaceMesh's face oval, in
+                                pixels) of a front view whose face FaceMesh finds, else None
+                                (see :meth:`PoseDetector.face_outline`)
     """
 
     keypoints: np.ndarray
@@ -103,6 +112,7 @@ class Detection:
     landmarks: np.ndarray
     facing: str | None = None  # "front" / "back" once decided by PoseDetector.detect_people, else None
     certainty: float = 1.0
+    face_outline: np.ndarray | None = None  # (K, 2) x, y: the face's outline (FaceMesh), front views only
 
 
 def landmarks_to_openpose18(landmarks: np.ndarray, size: tuple[int, int], visibility_threshold: float = 0.5) -> np.ndarray:
@@ -235,6 +245,7 @@ class PoseDetector:
         # open) and up to the first image with a person (the landmark model's first run).
         self._quiet = True
         self._faces = None  # the face detector behind facing(), built on first use
+        self._mesh = None  # FaceMesh behind face_outline(), built on first use
         with _native_stderr_silenced():
             self._pose = mp_pose.Pose(
                 static_image_mode=True, model_complexity=1, smooth_landmarks=False, enable_segmentation=True,
@@ -249,6 +260,9 @@ class PoseDetector:
         if self._faces is not None:
             self._faces.close()
             self._faces = None
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
 
     def __enter__(self) -> PoseDetector:
         return self
@@ -379,6 +393,54 @@ class PoseDetector:
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
             found = self._faces.process(window)
         return max((float(f.score[0]) for f in found.detections or []), default=0.0)
+
+    def face_outline(self, image: np.ndarray, face: np.ndarray) -> np.ndarray | None:
+        """The outline ``(K, 2)`` (x, y pixels, in order around the face) of the face whose
+        points ``face (N, 2)`` (nose, eyes, ears: BlazePose's or OpenPose's, at least two)
+        give, or None when MediaPipe's FaceMesh (in the wheel) finds no face there.
+
+        FaceMesh runs on a square window three head sizes wide around the points (enlarged
+        to at least :data:`FACE_WINDOW`, as for :meth:`facing`); of the faces it finds
+        there, the one whose outline's centre lies nearest the points' centre, and within
+        one head size of it (a neighbour's face in the window is not this person's). The
+        outline is FaceMesh's face oval: along the jaw and across the upper forehead, the
+        ears outside it.
+        """
+        face = np.asarray(face, dtype=np.float64).reshape(-1, 2)
+        if len(face) < 2:
+            return None
+        h, w = image.shape[:2]
+        centre = face.mean(0)
+        head = max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
+        side = 3.0 * head
+        x0, y0 = int(max(0, centre[0] - side / 2)), int(max(0, centre[1] - side / 2))
+        x1, y1 = int(min(w, centre[0] + side / 2)), int(min(h, centre[1] + side / 2))
+        if head < MIN_FACE_SIDE / 3.0 or x1 - x0 < MIN_FACE_SIDE or y1 - y0 < MIN_FACE_SIDE:
+            return None
+        window = np.ascontiguousarray(image[y0:y1, x0:x1])
+        f = max(1.0, FACE_WINDOW / min(window.shape[:2]))
+        if f > 1.0:
+            window = np.asarray(Image.fromarray(window).resize(
+                (round(window.shape[1] * f), round(window.shape[0] * f)), Image.Resampling.BICUBIC))
+        if self._mesh is None:
+            with _native_stderr_silenced(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from mediapipe.python.solutions import face_mesh
+
+                self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=MAX_FACES,
+                                                min_detection_confidence=0.5)
+        with _native_stderr_silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
+            found = self._mesh.process(window)
+        scale = np.array([window.shape[1] / f, window.shape[0] / f])
+        outlines = [np.array([(p.x, p.y) for p in (m.landmark[i] for i in _FACE_OVAL)]) * scale + (x0, y0)
+                    for m in found.multi_face_landmarks or []]
+        if not outlines:
+            return None
+        best = min(outlines, key=lambda o: float(np.linalg.norm(o.mean(0) - centre)))
+        if float(np.linalg.norm(best.mean(0) - centre)) > head:
+            return None
+        return best.astype(np.float32)
 
     def detect_people(self, image: np.ndarray, max_people: int = MAX_PEOPLE) -> list[Detection]:
         """Every person found in an ``(H, W, 3)`` uint8 RGB image, sorted left to right.
@@ -693,6 +755,8 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
         if d.facing == "back" and _handedness(d.landmarks) > SURE_HANDED:  # drawn as if seen from the front
             d.landmarks = d.landmarks[_MIRRORED]
             d.keypoints = landmarks_to_openpose18(d.landmarks, size, detector.visibility_threshold)
+        if d.facing == "front":
+            d.face_outline = detector.face_outline(image, d.landmarks[:11, :2])
     return sorted(people, key=lambda d: sum(person_box(d, size)[::2]))
 
 

@@ -275,7 +275,9 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
         person_mask = np.asarray(Image.fromarray(person_mask.astype(np.uint8) * 255).resize(
             (scaled_w, height), Image.Resampling.BILINEAR)) >= 128
     if parser is None:
-        parsing = coarse_parsing(person_mask, keypoints, scaled, facing=found.facing)  # (H, W') on the scaled picture
+        outline = None if found.face_outline is None else (found.face_outline + 0.5) * np.array([sx, sy]) - 0.5
+        parsing = coarse_parsing(person_mask, keypoints, scaled, facing=found.facing,
+                                 face_outline=outline)  # (H, W') on the scaled picture
     else:
         parsing = parser(scaled, person_mask)
     if scaled_w >= width:
