@@ -81,6 +81,7 @@ MIN_FACE_SIDE = 12  # heads smaller than this (pixels) are not checked for a fac
 FACE_WINDOW = 192  # the window around a head is enlarged to at least this side for the face detector
 FACE_SURE = 0.7  # a face found with at least this score settles "front"; weaker ones are checked by colour
 MAX_FACES = 3  # faces FaceMesh looks for in the window around one head (a neighbour's may be in it)
+MIN_OUTLINE_HEAD = 4  # face points spanning fewer pixels get no outline (FaceMesh runs on the window enlarged)
 # FaceMesh's face oval (mediapipe's FACEMESH_FACE_OVAL edges) as one closed path of its
 # landmarks: from the top of the forehead (10) down the face's right side (the image's
 # left in a front view) to the chin (152) and up the other side
@@ -362,14 +363,9 @@ class PoseDetector:
           :data:`SAME_HEAD_COLOUR` mean a back view. (A bald head seen from the front is
           one colour too; that is why a confident face overrules this cue.)
         """
-        h, w = image.shape[:2]
-        face = d.landmarks[:11, :2]
-        centre = face.mean(0)
-        side = 3.0 * max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
-        x0, y0 = int(max(0, centre[0] - side / 2)), int(max(0, centre[1] - side / 2))
-        x1, y1 = int(min(w, centre[0] + side / 2)), int(min(h, centre[1] + side / 2))
-        if side / 3.0 >= MIN_FACE_SIDE and x1 - x0 >= MIN_FACE_SIDE and y1 - y0 >= MIN_FACE_SIDE:
-            score = self._face_score(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        head = _head_window(image, d.landmarks[:11, :2], MIN_FACE_SIDE)
+        if head is not None:
+            score = self._face_score(head[0])
             if score == 0.0:
                 return "back"
             if score >= FACE_SURE:
@@ -385,10 +381,7 @@ class PoseDetector:
                 from mediapipe.python.solutions import face_detection
 
                 self._faces = face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5)
-        if min(window.shape[:2]) < FACE_WINDOW:  # small heads: enlarged, as the face detector expects
-            f = FACE_WINDOW / min(window.shape[:2])
-            window = np.asarray(Image.fromarray(window).resize(
-                (round(window.shape[1] * f), round(window.shape[0] * f)), Image.Resampling.BICUBIC))
+        window, _ = _enlarged(window)  # small heads: enlarged, as the face detector expects
         with _native_stderr_silenced(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r"SymbolDatabase\.GetPrototype")
             found = self._faces.process(window)
@@ -407,21 +400,11 @@ class PoseDetector:
         ears outside it.
         """
         face = np.asarray(face, dtype=np.float64).reshape(-1, 2)
-        if len(face) < 2:
+        found = _head_window(image, face, MIN_OUTLINE_HEAD) if len(face) >= 2 else None
+        if found is None:
             return None
-        h, w = image.shape[:2]
-        centre = face.mean(0)
-        head = max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
-        side = 3.0 * head
-        x0, y0 = int(max(0, centre[0] - side / 2)), int(max(0, centre[1] - side / 2))
-        x1, y1 = int(min(w, centre[0] + side / 2)), int(min(h, centre[1] + side / 2))
-        if head < MIN_FACE_SIDE / 3.0 or x1 - x0 < MIN_FACE_SIDE or y1 - y0 < MIN_FACE_SIDE:
-            return None
-        window = np.ascontiguousarray(image[y0:y1, x0:x1])
-        f = max(1.0, FACE_WINDOW / min(window.shape[:2]))
-        if f > 1.0:
-            window = np.asarray(Image.fromarray(window).resize(
-                (round(window.shape[1] * f), round(window.shape[0] * f)), Image.Resampling.BICUBIC))
+        window, x0, y0, centre, head = found
+        window, f = _enlarged(window)
         if self._mesh is None:
             with _native_stderr_silenced(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -500,6 +483,31 @@ _BONES = np.array([(11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (11, 23), (
 # Each BlazePose landmark's mirror partner (left <-> right; nose 0 is its own).
 _MIRRORED = np.array([0, 4, 5, 6, 1, 2, 3, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15,
                       18, 17, 20, 19, 22, 21, 24, 23, 26, 25, 28, 27, 30, 29, 32, 31])
+
+
+def _head_window(image: np.ndarray, face: np.ndarray, min_head: float):
+    """The square window three head sizes wide around the face points ``face (N, 2)``,
+    clipped to the image: ``(window, x0, y0, centre, head)``, where the head size is the
+    points' larger extent (at least 1 px) and ``centre`` their mean; None when the head is
+    smaller than ``min_head`` or the clipped window narrower than :data:`MIN_FACE_SIDE`."""
+    h, w = image.shape[:2]
+    centre = face.mean(0)
+    head = max(float(np.ptp(face[:, 0])), float(np.ptp(face[:, 1])), 1.0)
+    x0, y0 = int(max(0, centre[0] - 1.5 * head)), int(max(0, centre[1] - 1.5 * head))
+    x1, y1 = int(min(w, centre[0] + 1.5 * head)), int(min(h, centre[1] + 1.5 * head))
+    if head < min_head or x1 - x0 < MIN_FACE_SIDE or y1 - y0 < MIN_FACE_SIDE:
+        return None
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), x0, y0, centre, head
+
+
+def _enlarged(window: np.ndarray) -> tuple[np.ndarray, float]:
+    """``window`` enlarged (bicubic) to at least :data:`FACE_WINDOW` on its shorter side,
+    as MediaPipe's face models expect, and the factor (1 when large enough)."""
+    f = FACE_WINDOW / min(window.shape[:2])
+    if f <= 1.0:
+        return window, 1.0
+    return np.asarray(Image.fromarray(window).resize(
+        (round(window.shape[1] * f), round(window.shape[0] * f)), Image.Resampling.BICUBIC)), f
 
 
 def _handedness(landmarks: np.ndarray) -> float:
