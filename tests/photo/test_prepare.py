@@ -288,3 +288,22 @@ def test_a_back_view_is_written_without_a_face(detector):
     assert kp[names.index("r-shoulder"), 0] > kp[names.index("l-shoulder"), 0]
     front = prepare_photo(data.astronaut(), (256, 176), detector)
     assert front.facing == "front" and (front.keypoints[[names.index("nose"), names.index("r-eye")]] >= 0).all()
+
+
+def test_a_prepared_photo_takes_its_face_from_the_face_outline(detector):
+    """A synthetic woman at 512 x 352 (seed [31, 36]: hair beside her face), prepared at
+    256 x 176 (exactly half: no crop, no padding), against her true parsing halved. The
+    face's outline, found on the photo and carried to the model's size with the keypoints,
+    gives the face (IoU 0.66 and hair 0.62 with the face ellipse)."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+    from spgnet.parsing import LABEL_INDEX as L
+    from spgnet.photo.prepare import prepare_photo
+
+    rng = np.random.default_rng([31, 36])
+    person = render_person(sample_identity(rng), sample_pose(rng, view="front"), (512, 352))
+    got = prepare_photo(person["image"], (256, 176), detector)
+    truth = np.asarray(Image.fromarray(person["parsing"]).resize((176, 256), Image.Resampling.NEAREST))
+    for part, least in (("face", 0.8), ("hair", 0.75)):
+        a, b = truth == L[part], got.parsing == L[part]
+        assert (a & b).sum() / (a | b).sum() > least, part
