@@ -137,7 +137,8 @@ def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
                     truth = np.asarray(Image.open(root / "parsing" / name))
                     image = np.asarray(Image.open(root / "train" / name).convert("RGB")) if with_image else None
                     face = kp[[0, 14, 15, 16, 17]]
-                    outline = det.face_outline(image, face[(face >= 0).all(1)]) if with_outline else None
+                    nose = kp[:1] if (kp[0] >= 0).all() else None
+                    outline = det.face_outline(image, face[(face >= 0).all(1)], inside=nose) if with_outline else None
                     scores.add(truth, coarse_parsing(truth > 0, kp, image, face_outline=outline), truth > 0)
                 out[row] = scores.row()
     return out

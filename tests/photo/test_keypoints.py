@@ -410,6 +410,19 @@ def test_face_outline_on_the_astronaut(detector, astronaut):
     assert detector.face_outline(astronaut, face[:1]) is None
 
 
+def test_no_face_outline_for_a_face_in_profile(detector):
+    """skimage's cameraman, his face in profile: FaceMesh's oval shrinks to a crescent on his
+    cheek that leaves his nose out (labelled by it, nose and mouth became hair). An outline
+    must hold BlazePose's nose, so he gets none and the parsing keeps the face ellipse."""
+    from skimage.measure import points_in_poly
+
+    photo = np.repeat(data.camera()[..., None], 3, axis=2)
+    (person,) = detector.detect_people(photo)
+    assert person.facing == "front" and person.face_outline is None
+    crescent = detector.face_outline(photo, person.landmarks[:11, :2])  # without the check
+    assert crescent is not None and not points_in_poly(person.landmarks[:1, :2], crescent).all()
+
+
 def test_the_face_outline_gives_a_framed_face_its_shape(detector):
     """A synthetic woman at 512 x 352 (seed [31, 4]) whose hair frames her face: from her true
     keypoints and silhouette, the face ellipse takes hair for face (face IoU 0.72, hair

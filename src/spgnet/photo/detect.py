@@ -387,7 +387,7 @@ class PoseDetector:
             found = self._faces.process(window)
         return max((float(f.score[0]) for f in found.detections or []), default=0.0)
 
-    def face_outline(self, image: np.ndarray, face: np.ndarray) -> np.ndarray | None:
+    def face_outline(self, image: np.ndarray, face: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray | None:
         """The outline ``(K, 2)`` (x, y pixels, in order around the face) of the face whose
         points ``face (N, 2)`` (nose, eyes, ears: BlazePose's or OpenPose's, at least two)
         give, or None when MediaPipe's FaceMesh (in the wheel) finds no face there.
@@ -397,7 +397,9 @@ class PoseDetector:
         there, the one whose outline's centre lies nearest the points' centre, and within
         one head size of it (a neighbour's face in the window is not this person's). The
         outline is FaceMesh's face oval: along the jaw and across the upper forehead, the
-        ears outside it.
+        ears outside it. ``inside (M, 2)``: points that must lie within it (BlazePose's
+        nose and mouth): seen in profile, FaceMesh's oval shrinks to a crescent on the
+        cheek that leaves the nose and mouth out, and no outline is better than that one.
         """
         face = np.asarray(face, dtype=np.float64).reshape(-1, 2)
         found = _head_window(image, face, MIN_OUTLINE_HEAD) if len(face) >= 2 else None
@@ -422,6 +424,10 @@ class PoseDetector:
             return None
         best = min(outlines, key=lambda o: float(np.linalg.norm(o.mean(0) - centre)))
         if float(np.linalg.norm(best.mean(0) - centre)) > head:
+            return None
+        from skimage.measure import points_in_poly
+
+        if inside is not None and not points_in_poly(np.asarray(inside, dtype=np.float64).reshape(-1, 2), best).all():
             return None
         return best.astype(np.float32)
 
@@ -764,7 +770,7 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
             d.landmarks = d.landmarks[_MIRRORED]
             d.keypoints = landmarks_to_openpose18(d.landmarks, size, detector.visibility_threshold)
         if d.facing == "front":
-            d.face_outline = detector.face_outline(image, d.landmarks[:11, :2])
+            d.face_outline = detector.face_outline(image, d.landmarks[:11, :2], inside=d.landmarks[:1, :2])
     return sorted(people, key=lambda d: sum(person_box(d, size)[::2]))
 
 
