@@ -45,8 +45,9 @@ OpenPose's COCO hips; no correction is applied.
 
 :meth:`PoseDetector.detect_one` returns the most prominent person (BlazePose tracks one);
 its mask is the model's person segmentation, sharpened along the photo's edges by a guided
-filter (:func:`refine_mask`), at 0.5. :meth:`PoseDetector.detect_people` finds everyone.
-Results are deterministic: every image is processed on its own (static-image mode, no
+filter (:func:`refine_mask`), at 0.5. :meth:`PoseDetector.detect_people` finds everyone,
+decides each one's view with MediaPipe's face detector and gives front views the face's
+outline from MediaPipe FaceMesh (both in the wheel too). Results are deterministic: every image is processed on its own (static-image mode, no
 smoothing across images), on CPU, with the same weights.
 """
 
@@ -458,7 +459,8 @@ class PoseDetector:
         than anyone else's. Each person's view is decided (:meth:`facing`); a back view
         whose skeleton BlazePose drew as if seen from the front (the person's left shoulder
         on the image's left of an upright body, see :func:`_handedness`) is mirrored, left
-        and right landmarks exchanged. An empty list means no person.
+        and right landmarks exchanged. A front view's face gets its outline
+        (:meth:`face_outline`, holding BlazePose's nose). An empty list means no person.
         """
         return find_people(self, image, max_people)
 
