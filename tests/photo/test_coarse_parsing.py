@@ -235,19 +235,30 @@ def test_colours_tell_sleeves_and_bare_legs():
     assert label_at(labels, 46, 160) == L["right-leg"] and label_at(labels, 74, 160) == L["left-leg"]
 
 
-def test_a_collar_above_the_shoulders_is_clothing_when_it_is_not_hair_coloured():
+@pytest.mark.parametrize("view", ["front", "back"])
+def test_a_collar_above_the_shoulders_is_clothing_when_it_is_not_hair_coloured(view):
+    """Mask above the shoulders beside the head that no arm claims is hair falling over them
+    only when it has the hair's colour; a collar is clothing. From the front, hair below the
+    eyes is checked against the hair above them; from behind, with no face to go by, hair
+    over the shoulders against the hair's colour (a back view's collar was hair)."""
     mask = draw_person(FRONT)
     for x in (44, 76):
         mask[disk((40, x), 6, shape=mask.shape)] = True
     hair, skin, shirt = np.array([60, 35, 20]), np.array([224, 172, 140]), np.array([200, 90, 30])
     image = np.zeros((H, W, 3), np.uint8)
     image[mask] = shirt
-    image[:52][mask[:52]] = skin
-    image[:22][mask[:22]] = hair  # the top of the head
-    image[34:47, 38:50][mask[34:47, 38:50]] = hair  # the blob on the right shoulder is hair ...
-    image[34:47, 70:82][mask[34:47, 70:82]] = shirt  # ... the one on the left a shirt's collar
-    image[:52, 55:66][mask[:52, 55:66] & (np.arange(52)[:, None] > 22)] = skin  # the neck stays skin
-    labels = coarse_parsing(mask, keypoints(FRONT), image)
+    if view == "front":
+        image[:52][mask[:52]] = skin
+        image[:22][mask[:22]] = hair  # the top of the head
+        image[:52, 55:66][mask[:52, 55:66] & (np.arange(52)[:, None] > 22)] = skin  # the neck stays skin
+    else:
+        image[:46][mask[:46]] = hair  # the back of the head
+        image[90:110, 20:36][mask[90:110, 20:36]] = skin  # hands, for the skin colour
+        image[90:110, 84:100][mask[90:110, 84:100]] = skin
+    image[34:47, 38:50][mask[34:47, 38:50]] = hair  # the blob at x 44 is hair ...
+    image[34:47, 70:82][mask[34:47, 70:82]] = shirt  # ... the one at x 76 a shirt's collar
+    labels = coarse_parsing(mask, keypoints(FRONT if view == "front" else BACK), image, facing=view)
+    assert label_at(labels, 60, 30) == (L["hair"] if view == "back" else L["face"])
     assert label_at(labels, 44, 38) == L["hair"] and label_at(labels, 76, 38) == L["upper-clothes"]
 
 
@@ -776,23 +787,3 @@ def test_a_face_outline_gives_the_face_and_is_checked():
     for bad in (outline[:2], outline[:, :1], np.full((4, 2), np.nan)):
         with pytest.raises(SPGNetError, match="face_outline"):
             coarse_parsing(mask, keypoints(FRONT), face_outline=bad)
-
-
-def test_a_back_views_collar_over_the_shoulders_is_clothing_unless_hair_coloured():
-    """Seen from behind, the mask above the shoulders beside the head that no arm claims
-    is hair falling over them only when it has the hair's colour: a collar is clothing
-    (it was hair: the colour check below the eyes needs a face)."""
-    mask = draw_person(FRONT)
-    for x in (44, 76):
-        mask[disk((40, x), 6, shape=mask.shape)] = True
-    hair, skin, shirt = np.array([60, 35, 20]), np.array([224, 172, 140]), np.array([200, 90, 30])
-    image = np.zeros((H, W, 3), np.uint8)
-    image[mask] = shirt
-    image[:46][mask[:46]] = hair  # the back of the head
-    image[34:47, 38:50][mask[34:47, 38:50]] = hair  # the blob on the left shoulder is hair ...
-    image[34:47, 70:82][mask[34:47, 70:82]] = shirt  # ... the one on the right a collar
-    image[90:110, 20:36][mask[90:110, 20:36]] = skin  # hands, for the skin colour
-    image[90:110, 84:100][mask[90:110, 84:100]] = skin
-    labels = coarse_parsing(mask, keypoints(BACK), image, facing="back")
-    assert label_at(labels, 60, 20) == L["hair"]
-    assert label_at(labels, 44, 38) == L["hair"] and label_at(labels, 76, 38) == L["upper-clothes"]
