@@ -27,24 +27,25 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   (:data:`HAND` forearm lengths on along the forearm): the person's left -> **left-arm 14**,
   right -> **right-arm 15** (CIHP left/right are the person's). An arm within
   :data:`ARM_RADIUS` units of its chain wins over the torso and the legs.
-* **head**: a disk around the face joints (nose, eyes, ears), plus the **neck**, a capsule of
-  radius :data:`NECK_RADIUS` units from the chin to the neck joint (no wider: the chest
-  beside the neck is clothing). Face 13 = the face ellipse (from the eyes down to the chin,
-  as wide as the ears) and the neck; **hair 2** = the rest of the head, and the mask above
-  the shoulders beside the head that no arm claims (hair over the shoulders). With the
-  photo, hair below the eyes must have the colour of the hair above them, else it is
-  clothing (a collar, a hood), and face pixels that are not skin, have the hair's colour
-  and touch the hair are hair (a fringe, hair framing the face: the hair's colour from
-  the top of the head without its skin, unused when a mixture); upper-clothes pixels of
-  the hair's colour that touch the hair, down to 0.6 torso lengths below the shoulders and
-  within 0.6 units of the body's axis, are long hair (over the chest, down the back),
-  unless most of the top has the hair's colour; only locks (the region opened by a disk
-  of :data:`HAIR_STRAND` units), not glints and seams.
-  A **back view** (no nose and no eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect`
-  decides with a face detector because BlazePose reports a nose on back views too) has
-  no face: head and neck are hair; with the photo, the neck's skin is face (CIHP labels
-  visible neck skin face from either side) and neck pixels neither skin nor of the hair's
-  colour are a collar (upper-clothes).
+* **head**: a disk around the face joints (nose, eyes, ears), plus the **neck**, a capsule
+  of radius :data:`NECK_RADIUS` units from the chin to the neck joint (no wider: the chest
+  beside the neck is clothing). Face 13 = the face's outline when given (``face_outline``:
+  FaceMesh's oval, grown by :data:`OUTLINE_GROWTH`), else the face ellipse (from the eyes
+  down to the chin, as wide as the ears), and the neck; **hair 2** = the rest of the head,
+  and the mask above the shoulders beside the head that no arm claims (hair over the
+  shoulders). With the photo, hair below the eyes must have the colour of the hair above
+  them, else it is clothing (a collar, a hood), hair over the shoulders must have the hair's
+  colour, else it is the part it was nearest, and face pixels that are not skin, have the
+  hair's colour and touch the hair are hair (a fringe, hair framing the face: the hair's
+  colour from the top of the head without its skin, unused when a mixture); upper-clothes
+  pixels of the hair's colour that touch the hair, down to 0.6 torso lengths below the
+  shoulders and within 0.6 units of the body's axis, are long hair (over the chest, down the
+  back), unless most of the top has the hair's colour; only locks (the region opened by a
+  disk of :data:`HAIR_STRAND` units), not glints and seams. A **back view** (no nose and no
+  eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect` decides with a face detector
+  because BlazePose reports a nose on back views too) has no face: head and neck are hair;
+  with the photo, the neck's skin is face (CIHP labels visible neck skin face from either
+  side) and neck pixels neither skin nor of the hair's colour are a collar (upper-clothes).
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
   have the garment's chroma (wide trousers go on down to the feet). Over closed legs
