@@ -511,14 +511,14 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
         # below the hip line the legs take over from the torso (the pants' waistband is straight)
         below = hip_axis > 0
         nearest = np.where(below & (nearest == _TORSO), part_ids[leg_rows][dist[leg_rows].argmin(0)], nearest)
-    over_shoulders = None  # the pixels taken for hair over the shoulders (below), and their labels before
+    over_shoulders = None  # the pixels taken for hair over the shoulders (below), and their parts before
     if (present[_R_SH] or present[_L_SH]) and np.isin(part_ids, (_HEAD,)).any():
         # above the shoulders and off the arm chains: hair that falls over the shoulders
         sh = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
         above = _grid_along(h, w, sh, -down) > COLLAR * unit
         far_from_arm = dist[arm_rows].min(0) > ARM_RADIUS * unit if arm_rows.any() else np.ones((h, w), bool)
         taken = above & far_from_arm & np.isin(nearest, (_L_ARM, _R_ARM, _TORSO))
-        over_shoulders = (taken, _PART_LABEL[nearest])  # and the labels they had
+        over_shoulders = (taken, nearest)  # and the parts they were nearest (np.where below makes a new array)
         nearest = np.where(taken, _HEAD, nearest)
 
     labels_all = _PART_LABEL[nearest]
@@ -568,7 +568,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             # from behind, a raised arm's sleeve) is what it was nearest to
             taken, before = over_shoulders
             not_hair = taken & (labels == HAIR) & ~_has_colour(ycc, hair_model)
-            labels[not_hair] = before[not_hair]
+            labels[not_hair] = _PART_LABEL[before[not_hair]]
         if hair_model is not None and torso_length is not None:
             _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
         if skin_model is None:  # no skin to compare with: arms of the top's colour are its sleeves

@@ -47,8 +47,9 @@ OpenPose's COCO hips; no correction is applied.
 its mask is the model's person segmentation, sharpened along the photo's edges by a guided
 filter (:func:`refine_mask`), at 0.5. :meth:`PoseDetector.detect_people` finds everyone,
 decides each one's view with MediaPipe's face detector and gives front views the face's
-outline from MediaPipe FaceMesh (both in the wheel too). Results are deterministic: every image is processed on its own (static-image mode, no
-smoothing across images), on CPU, with the same weights.
+outline from MediaPipe FaceMesh (both in the wheel too). Results are deterministic: every
+image is processed on its own (static-image mode, no smoothing across images), on CPU, with
+the same weights.
 """
 
 from __future__ import annotations
@@ -399,8 +400,8 @@ class PoseDetector:
         one head size of it (a neighbour's face in the window is not this person's). The
         outline is FaceMesh's face oval: along the jaw and across the upper forehead, the
         ears outside it. ``inside (M, 2)``: points that must lie within it (BlazePose's
-        nose and mouth): seen in profile, FaceMesh's oval shrinks to a crescent on the
-        cheek that leaves the nose and mouth out, and no outline is better than that one.
+        nose): seen in profile, FaceMesh's oval shrinks to a crescent on the cheek that
+        leaves the nose and mouth out, and no outline is better than that one.
         """
         face = np.asarray(face, dtype=np.float64).reshape(-1, 2)
         found = _head_window(image, face, MIN_OUTLINE_HEAD) if len(face) >= 2 else None

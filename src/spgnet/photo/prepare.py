@@ -266,16 +266,19 @@ def prepare_photo(photo: np.ndarray, size: tuple[int, int], detector: PoseDetect
     if (h, w) != (height, scaled_w):
         scaled = np.array(Image.fromarray(photo).resize((scaled_w, height), Image.Resampling.LANCZOS))
     # detection frame -> scaled picture: pixel centres scale about the image's corner
-    sx, sy = scaled_w / seen.shape[1], height / seen.shape[0]
-    keypoints = np.where(is_missing(found.keypoints)[:, None], np.float32(-1),
-                         (found.keypoints + 0.5) * np.array([sx, sy], np.float32) - 0.5).astype(np.float32)
+    scale = np.array([scaled_w / seen.shape[1], height / seen.shape[0]], np.float32)
+
+    def to_scaled(xy: np.ndarray) -> np.ndarray:
+        return ((xy + 0.5) * scale - 0.5).astype(np.float32)
+
+    keypoints = np.where(is_missing(found.keypoints)[:, None], np.float32(-1), to_scaled(found.keypoints))
     keypoints = _shift_keypoints(keypoints, 0.0, (height, scaled_w))
     person_mask = found.mask
     if person_mask.shape != (height, scaled_w):
         person_mask = np.asarray(Image.fromarray(person_mask.astype(np.uint8) * 255).resize(
             (scaled_w, height), Image.Resampling.BILINEAR)) >= 128
     if parser is None:
-        outline = None if found.face_outline is None else (found.face_outline + 0.5) * np.array([sx, sy]) - 0.5
+        outline = None if found.face_outline is None else to_scaled(found.face_outline)
         parsing = coarse_parsing(person_mask, keypoints, scaled, facing=found.facing,
                                  face_outline=outline)  # (H, W') on the scaled picture
     else:
