@@ -189,6 +189,25 @@ def test_back_view_has_no_face_and_front_view_has_one():
     assert (front["parsing"][front["part"] == 2] == 13).any()
 
 
+def test_a_dress_is_the_skirt_in_the_tops_cloth_labelled_dress_throughout():
+    """``sample_identity(rng, dress=True)``: whoever would wear a skirt wears a dress, from
+    the same draws. The same person is drawn, the skirt in the top's cloth, and every pixel
+    of the garment (top, sleeves, skirt: upper-clothes 5 or skirt 12 before) is dress 6."""
+    seed = [3, 0]  # a person in a skirt
+    plain, dressed = (sample_identity(np.random.default_rng(seed), dress=d) for d in (False, True))
+    assert plain.bottom == "skirt" and dressed.bottom == "dress"
+    pose = pose_of(2, view="front")
+    a, b = render_person(plain, pose, (H, W)), render_person(dressed, pose, (H, W))
+    assert (a["part"] == b["part"]).all() and (a["keypoints"] == b["keypoints"]).all()
+    garment = np.isin(a["parsing"], (5, 12))
+    assert garment.any() and (a["parsing"] == 12).any()
+    assert (b["parsing"][garment] == 6).all() and (b["parsing"][~garment] == a["parsing"][~garment]).all()
+    skirt = a["parsing"] == 12  # the skirt's pixels change colour, nothing else does
+    assert (a["image"][~skirt] == b["image"][~skirt]).all() and (a["image"][skirt] != b["image"][skirt]).any()
+    other = sample_identity(np.random.default_rng([3, 1]), dress=True)  # not in a skirt: no dress
+    assert other.bottom == sample_identity(np.random.default_rng([3, 1])).bottom != "dress"
+
+
 def test_zoomed_view_drops_off_image_joints():
     ident = sample_identity(np.random.default_rng(8))
     r = render_person(ident, pose_of(9, zoom=True), (H, W))

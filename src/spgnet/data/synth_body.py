@@ -129,8 +129,8 @@ class Identity:
     top_hem: float  # cm below the hip line where the upper garment ends (negative: tucked in)
     top_loose: float  # extra half-width in cm
     neckline: float  # cm the front neckline dips below the shoulder line
-    bottom: str  # "pants" | "shorts" | "skirt"
-    bottom_len: float  # shorts: cm of the thigh covered; skirt: cm below the hip line
+    bottom: str  # "pants" | "shorts" | "skirt" | "dress" (a skirt of the top's cloth, sewn to it)
+    bottom_len: float  # shorts: cm of the thigh covered; skirt or dress: cm below the hip line
     skirt_flare: float
     pants_loose: float  # cm added to the leg radii under pants
     pants: Texture
@@ -180,8 +180,12 @@ def sample_body(rng: np.random.Generator) -> Body:
     )
 
 
-def sample_identity(rng: np.random.Generator) -> Identity:
-    """A random person: body proportions, skin, hair, clothes (colours and textures), shoes."""
+def sample_identity(rng: np.random.Generator, dress: bool = False) -> Identity:
+    """A random person: body proportions, skin, hair, clothes (colours and textures), shoes.
+
+    ``dress=True``: whoever would wear a skirt wears a dress instead (the skirt in the
+    top's cloth, one garment with it), from the same random draws, so a seed gives the
+    same person either way apart from the dress."""
     body = sample_body(rng)
     t = rng.random() * (len(SKIN_TONES) - 1)
     i = int(t)
@@ -199,7 +203,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         sleeves=sleeves, sleeve_len=float(rng.uniform(0.35, 0.65) * body.upper_arm), top=top,
         top_hem=float(rng.uniform(-5.0, 12.0)), top_loose=float(rng.uniform(0.0, 2.5)),
         neckline=float(rng.uniform(2.5, 6.0)),
-        bottom=bottom,
+        bottom="dress" if dress and bottom == "skirt" else bottom,
         bottom_len=float(rng.uniform(0.3, 0.75) * body.upper_leg if bottom == "shorts" else rng.uniform(28.0, 62.0)),
         skirt_flare=float(rng.uniform(2.0, 14.0)), pants_loose=float(rng.uniform(0.5, 2.5)), pants=pants,
         shoe_color=_pick(rng, SHOE_COLORS, 0.03),
@@ -408,7 +412,7 @@ def canonical_figure(identity: Identity, pose: Pose) -> tuple[list[PlacedPart], 
     add("torso", "torso", ({"stops": stops, "widths": widths, "drop": drop, "dip": neck_dip,
                             "neck_w": b.neck_r * 2.0, "w_top": w_top},
                            (-max(widths), max(widths), -neck_dip, stops[-1])), neck_base, _frame(lean))
-    if identity.bottom == "skirt":
+    if identity.bottom in ("skirt", "dress"):
         v1, w1 = identity.bottom_len, b.hip_half + identity.skirt_flare
     else:
         v1, w1 = 0.3 * b.upper_leg, b.hip_half + 0.5

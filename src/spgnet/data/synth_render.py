@@ -25,9 +25,10 @@ not occluded (the flow there is still exact in the sense that warping reproduces
 target). Flow values are defined (the mapped point) even where vis is 1.
 
 CIHP labels (``spgnet.parsing``): hair 2, face 13 (the neck is labelled face),
-upper-clothes 5 (sleeves included), pants 9 (shorts too) or skirt 12, left/right arm
-14/15 (bare skin of arms and hands), left/right leg 16/17 (bare skin), left/right shoe
-18/19; "left" is the person's left, whatever the view.
+upper-clothes 5 (sleeves included), pants 9 (shorts too) or skirt 12, or dress 6 for the
+whole garment (top, sleeves and skirt) of a person wearing one, left/right arm 14/15
+(bare skin of arms and hands), left/right leg 16/17 (bare skin), left/right shoe 18/19;
+"left" is the person's left, whatever the view.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def _appearance(part: PlacedPart, ident: Identity, view: str, u: np.ndarray, v: 
     name, p = part.name, part.params
     side, kind = (name[0], name[2:]) if name[:2] in ("r_", "l_") else ("", name)
     skin_label = {"r": 15, "l": 14}.get(side, 13)
+    top_label = 6 if ident.bottom == "dress" else 5  # a dress is one garment, top and sleeves too
     n = len(u)
     if kind == "head":
         rgb, labels = _head(ident, p, u, v, view)
@@ -155,10 +157,10 @@ def _appearance(part: PlacedPart, ident: Identity, view: str, u: np.ndarray, v: 
     elif kind == "neck":
         rgb, labels = np.broadcast_to(ident.skin * 0.86, (n, 3)).copy(), np.full(n, 13, np.uint8)
     elif kind == "torso":
-        rgb, labels = texture(ident.top, u, v, px_per_cm), np.full(n, 5, np.uint8)
+        rgb, labels = texture(ident.top, u, v, px_per_cm), np.full(n, top_label, np.uint8)
     elif kind == "pelvis":
-        rgb = texture(ident.pants, u, v, px_per_cm)
-        labels = np.full(n, 12 if ident.bottom == "skirt" else 9, np.uint8)
+        rgb = texture(ident.top if ident.bottom == "dress" else ident.pants, u, v, px_per_cm)
+        labels = np.full(n, {"skirt": 12, "dress": 6}.get(ident.bottom, 9), np.uint8)
     elif kind in ("upper_arm", "lower_arm", "hand"):
         if kind == "upper_arm":
             sleeve = np.full(n, ident.sleeves == "long") | ((ident.sleeves == "short") & (v < ident.sleeve_len))
@@ -167,7 +169,7 @@ def _appearance(part: PlacedPart, ident: Identity, view: str, u: np.ndarray, v: 
         else:
             sleeve = np.zeros(n, bool)
         rgb = np.where(sleeve[:, None], texture(ident.top, u, v, px_per_cm), ident.skin)
-        labels = np.where(sleeve, 5, skin_label).astype(np.uint8)
+        labels = np.where(sleeve, top_label, skin_label).astype(np.uint8)
     elif kind in ("upper_leg", "lower_leg"):
         skin_label = {"r": 17, "l": 16}[side]
         if ident.bottom == "pants":
