@@ -14,7 +14,8 @@ synthetic people, and pictures of both.
    ``--pipeline N``: the whole pipeline instead (keypoints, mask and view detected on
    synthetic people rendered at 512x352, every fourth from the back, then the coarse
    parsing with colours), scored over the pixels that either the truth or the result
-   calls the person.
+   calls the person. ``--dresses``: the same pictures again with every skirt made a dress
+   of the top's cloth (``sample_identity(dress=True)``).
 3. **Front or back**: ``--views N`` synthetic people rendered at 256x176, half seen from
    the back, half from the front, through :meth:`PoseDetector.detect_people`: how many
    of each view were called front, back, or not found, and for how many left and right
@@ -26,7 +27,7 @@ synthetic people, and pictures of both.
 5. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
    of each person over it, and the astronaut's.
 
-    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--pipeline 80] [--pipeline-seed 31] [--views 100] [--masks 40] [--pictures docs/images/photos]
+    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--pipeline 80] [--pipeline-seed 31] [--half-body 0.6] [--dresses] [--views 100] [--masks 40] [--pictures docs/images/photos]
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def keypoint_table(threshold: float) -> dict:
 
 class GroupScores:
     """Pixel accuracy over a region and IoU per class group, summed over pictures; groups
-    that no truth holds are left out of the row (the renderer draws no dresses)."""
+    that no truth holds are left out of the row (the renderer draws dresses only when asked)."""
 
     def __init__(self):
         self.inter, self.union, self.present = ({g: 0 for g in GROUPS} for _ in range(3))
@@ -144,12 +145,14 @@ def parsing_table(n_people: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def pipeline_table(n_people: int, threshold: float, seed: int = 31, keep: float = 1.0) -> dict[str, float]:
+def pipeline_table(n_people: int, threshold: float, seed: int = 31, keep: float = 1.0,
+                   dress: bool = False) -> dict[str, float]:
     """The whole photo pipeline on synthetic people at 512x352 (every fourth seen from the
     back): detected keypoints, detected mask, view and colours, against the CIHP truth, over
     the pixels that either calls the person (a person not found scores 0 there). ``keep`` < 1
     cuts every picture below that fraction of the body's height, from the top of the head
-    (0.6: at mid-thigh, a half-body photo)."""
+    (0.6: at mid-thigh, a half-body photo). ``dress=True``: the same people, those in a
+    skirt wearing a dress of their top's cloth instead."""
     from spgnet.data.synth_body import sample_identity, sample_pose
     from spgnet.data.synth_render import render_person
 
@@ -157,7 +160,8 @@ def pipeline_table(n_people: int, threshold: float, seed: int = 31, keep: float 
     with PoseDetector(threshold) as det:
         for i in range(n_people):
             rng = np.random.default_rng([seed, i])
-            person = render_person(sample_identity(rng), sample_pose(rng, view="back" if i % 4 == 3 else "front"), (512, 352))
+            identity = sample_identity(rng, dress=dress)
+            person = render_person(identity, sample_pose(rng, view="back" if i % 4 == 3 else "front"), (512, 352))
             truth, image = person["parsing"], person["image"]
             if keep < 1.0:
                 rows = np.nonzero((truth > 0).any(1))[0]
@@ -256,6 +260,8 @@ def main() -> None:
     p.add_argument("--pipeline-seed", type=int, default=31, help="their seed (31: the set the rules were developed on)")
     p.add_argument("--half-body", type=float, default=0.6, metavar="KEEP",
                    help="the pipeline's pictures again, cut below this fraction of the body's height (0: not)")
+    p.add_argument("--dresses", action=argparse.BooleanOptionalAction, default=True,
+                   help="the pipeline's pictures again, those in a skirt wearing a dress")
     p.add_argument("--views", type=int, default=100, help="synthetic pictures for the front/back decision")
     p.add_argument("--masks", type=int, default=40, help="synthetic pictures for the mask scores")
     p.add_argument("--pictures", default=None, metavar="DIR", help="also write the pictures here")
@@ -281,12 +287,15 @@ def main() -> None:
     print("|---|" + "---|" * len(groups))
     for name, row in table.items():
         print(f"| {name} | " + " | ".join(f"{row[g]:.2f}" for g in groups) + " |")
-    cuts = [(1.0, f"the whole pipeline on {args.pipeline} synthetic pictures at 512x352 (detected keypoints, mask, view)")]
+    runs = [(1.0, False, f"the whole pipeline on {args.pipeline} synthetic pictures at 512x352 (detected keypoints, mask, view)")]
     if args.half_body:
-        cuts.append((args.half_body, f"the same pictures cut below {args.half_body:g} of the body's height (half-body photos)"))
-    for keep, title in cuts:
+        runs.append((args.half_body, False,
+                     f"the same pictures cut below {args.half_body:g} of the body's height (half-body photos)"))
+    if args.dresses:
+        runs.append((1.0, True, "the same pictures, those in a skirt wearing a dress of their top's cloth"))
+    for keep, dress, title in runs:
         print(f"\n{title}:\n")
-        row = pipeline_table(args.pipeline, args.picture_threshold, args.pipeline_seed, keep=keep)
+        row = pipeline_table(args.pipeline, args.picture_threshold, args.pipeline_seed, keep=keep, dress=dress)
         groups = [g for g in row if g not in ("accuracy", "not found")]
         print("| accuracy | " + " | ".join(groups) + " | not found |")
         print("|---|" + "---|" * (len(groups) + 1))

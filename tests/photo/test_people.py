@@ -176,6 +176,19 @@ def test_no_hair_on_the_mechanics_white_shirt(found):
     assert hair_below < 0.002 * d.mask.sum(), hair_below
 
 
+def test_nobody_in_the_real_photos_wears_a_dress(found):
+    """Two men's clothes pass for a skirt (coco_000000196141's man in a white T-shirt and
+    jeans, coco_000000197388's ski racer in his suit); their tops' and bottoms' colour
+    histograms overlap (Bhattacharyya coefficients 0.57 and 0.59: grey-blue denim and a
+    shirt's shadows, a black suit under a red bib), but not like one cloth's, so neither
+    becomes a dress; nor does anyone else here."""
+    from spgnet.parsing import LABEL_INDEX
+
+    for name, (people, _) in found.items():
+        for d in people:
+            assert not (parsed(name, d) == LABEL_INDEX["dress"]).any(), name
+
+
 def test_wide_trousers_on_touching_thighs_are_pants(found):
     """mpii_004645041: khaki trousers, the photo cut below the knees (no ankle, no shins to
     compare). Between his thighs the mask is filled over a sliver of 0.007 shoulder widths

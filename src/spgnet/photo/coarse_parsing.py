@@ -55,8 +55,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   open between the legs). Pants with no bare legs below them (cut by the photo's bottom
   edge, or reaching the feet) are a skirt when their hem is at least as wide as the
   clothed hips and whole between the legs (trousers are narrower there, or open). With
-  the photo, a skirt whose colour also covers most of the torso's clothing is a **dress
-  6** (the torso pixels of that colour and the skirt).
+  the photo, a skirt of the torso clothing's colour, or of its colours (a striped or
+  dotted dress: their colour histograms nearly the same), is a **dress 6** (the skirt and
+  the torso clothing's pixels of the skirt's colours).
 
 With the photo (``image``), a **skin colour** model is taken from the face's pixels that
 have a skin colour at all (inside the Cb x Cr box of Chai and Ngan: sunglasses, beards and
@@ -127,6 +128,8 @@ SKIN_SPREAD_CAP = np.array([40.0, 8.0, 8.0])  # at most this spread (Y, Cb, Cr):
 WAIST_RANGE = (-0.3, 0.4)  # torso lengths around the hip line where the waist is looked for
 WAIST_MODELS = (0.35, 0.7)  # torso lengths from the hip line of the top's and the bottom's colour samples
 WAIST_OVERLAP = 0.5  # Bhattacharyya coefficient of the two samples' histograms from which top and bottom are one colour
+DRESS_OVERLAP = 0.8  # Bhattacharyya coefficient of skirt's and top's histograms from which they are one patterned cloth
+DRESS_BIN = 0.005  # a colour holding more than this share of the skirt's histogram is one of the dress's colours
 HISTOGRAM_LEVELS = 16  # levels per YCbCr channel of the colour histograms
 COLOURS_APART = 4.0  # two colour models differ when their medians are this many spreads apart
 HIP_BAND = 0.15  # torso lengths below the hip line that are always clothed
@@ -754,9 +757,15 @@ def _hands_skin(ycc: np.ndarray, mask: np.ndarray, kp: np.ndarray, present: np.n
 def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.ndarray) -> None:
     """A skirt whose garment also covers the torso is a dress (in place): when the median
     colours of the skirt and of the torso's upper-clothes lie closer than
-    :data:`SAME_GARMENT` (CIELAB), the skirt and the upper-clothes pixels of the skirt's
-    colour (within the spreads of :func:`_colour_model`) become **dress 6**; the rest of
-    the upper-clothes (a jacket, sleeves of another colour) stays."""
+    :data:`SAME_GARMENT` (CIELAB), or their colour histograms (:func:`_histogram`) are
+    nearly the same (Bhattacharyya coefficient at least :data:`DRESS_OVERLAP`: a striped,
+    checked or dotted dress, whose two parts have different medians where the pattern
+    falls differently), the skirt becomes **dress 6**, and so do the upper-clothes pixels
+    of the skirt's colours: within the spreads of :func:`_colour_model`, or of a colour
+    that holds more than :data:`DRESS_BIN` of the skirt's histogram (a pattern's second
+    colour). The rest of the upper-clothes (a jacket, sleeves of another colour) stays.
+    On the real photos, tops and trousers taken for skirts (a white T-shirt over jeans, a
+    ski racer's suit) have coefficients of 0.57-0.59; the synthetic dresses, 0.95 or more."""
     skirt = labels == SKIRT
     torso = (labels == UPPER) & (nearest == _TORSO)
     if skirt.sum() < 30 or torso.sum() < 30:
@@ -764,9 +773,11 @@ def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.n
     from skimage.color import rgb2lab
 
     medians = [np.median(rgb2lab(image[region].reshape(-1, 1, 3)).reshape(-1, 3), 0) for region in (skirt, torso)]
-    if float(np.linalg.norm(medians[0] - medians[1])) >= SAME_GARMENT:
+    skirt_colours, torso_colours = _histogram(ycc[skirt]), _histogram(ycc[torso])
+    if (float(np.linalg.norm(medians[0] - medians[1])) >= SAME_GARMENT
+            and float(np.sqrt(skirt_colours * torso_colours).sum()) < DRESS_OVERLAP):
         return
-    same = _has_colour(ycc, _colour_model(ycc, skirt))
+    same = _has_colour(ycc, _colour_model(ycc, skirt)) | (skirt_colours[_colour_codes(ycc)] > DRESS_BIN)
     labels[(labels == UPPER) & same] = DRESS
     labels[skirt] = DRESS
 
