@@ -139,6 +139,7 @@ HAIR_STRAND = 0.03  # units: long hair is opened with a disk of this radius (thi
 LONG_HAIR = (0.6, 0.6)  # hair falls at most this far: torso lengths below the shoulders, units aside
 HEM_BAND = 0.2  # units: the height of the bands whose widths tell a skirt's hem from shorts
 HEM_FLARE = 1.5  # a hem this many times as wide as the bare legs below it is a skirt's
+HEM_CORE = 0.04  # units: the garment is opened with a disk of this radius before its hem is looked for
 LONG_CLOSED = 0.9  # share of the line between the legs a skirt with no bare legs below it covers at its hem
 BETWEEN_LEGS = 0.05  # units: half-width of the line between the legs where a skirt's hem is closed
 SHIN_BAND = (0.7, 0.88)  # knee -> ankle fractions of the shin whose colour tells skirts from pants
@@ -787,7 +788,8 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     bare legs just below it and closed between the legs: a skirt, also over closed legs,
     where :func:`_skirt` sees no gap to fill. Widths are pixel counts in two bands
     :data:`HEM_BAND` units high along the body's axis: the garment's last band (its hem:
-    the 97th percentile of the garment's extent down the axis) and the bare legs' band just
+    the 97th percentile of the garment's extent down the axis, once strips thinner than
+    :data:`HEM_CORE` units are taken off it) and the bare legs' band just
     below it, which must hold at least 0.03 units squared (long trousers with a
     skin-coloured speck at the ankle do not count). Shorts end as wide as the thighs they
     cover, or, when wide, open between the legs: at least half of the hem band's
@@ -803,6 +805,15 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
     if garment.sum() < 30:
         return False
+    from scipy import ndimage
+
+    # the garment without thin strips: the shaded edges of bare shins that fail the skin
+    # test, left as garment, put the hem at the ankles
+    r = max(1, round(HEM_CORE * unit))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    core = ndimage.binary_opening(garment, structure=xx * xx + yy * yy <= r * r)
+    if core.sum() >= 30:
+        garment = core
     hem = float(np.percentile(along[garment], 97))
     band = (along > hem - HEM_BAND) & (along <= hem)
     hem_width = (garment & band).sum()
