@@ -377,6 +377,16 @@ def _skin_model(ycc: np.ndarray, face: np.ndarray, min_share: float = MIN_SKIN_S
     return _median_spread(colours[skin], SKIN_SPREAD_CAP)
 
 
+def _opened(region: np.ndarray, radius: float) -> np.ndarray:
+    """``region`` opened with a disk of ``radius`` pixels (rounded, at least 1): its parts
+    thinner than the disk go."""
+    from scipy import ndimage
+
+    r = max(1, round(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return ndimage.binary_opening(region, structure=xx * xx + yy * yy <= r * r)
+
+
 def _without_specks(region: np.ndarray, min_area: float) -> np.ndarray:
     """``region`` without its connected parts (8-connected) smaller than ``min_area`` pixels."""
     from scipy import ndimage
@@ -427,6 +437,12 @@ def _histogram(colours: np.ndarray) -> np.ndarray:
     unlike a median and a spread, it keeps every colour of a pattern (stripes, dots)."""
     counts = np.bincount(_colour_codes(colours), minlength=HISTOGRAM_LEVELS ** 3).astype(np.float64)
     return counts / counts.sum()
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """The Bhattacharyya coefficient of two normalised histograms (:func:`_histogram`): 1
+    for the same colours in the same shares, 0 for no colour in common."""
+    return float(np.sqrt(a * b).sum())
 
 
 def _colour_distance(ycc: np.ndarray, model) -> np.ndarray:
@@ -617,8 +633,6 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     hair's colour that touch the hair, within :data:`LONG_HAIR` (torso lengths below the
     shoulders, units either side of the body's axis) are hair. Not when most of the
     torso's clothing has the hair's colour (a black top under black hair: no telling)."""
-    from scipy import ndimage
-
     h, w = labels.shape
     shoulders = kp[[j for j in (_R_SH, _L_SH) if present[j]]].mean(0)
     along = _grid_along(h, w, shoulders, down) / torso_length
@@ -628,9 +642,7 @@ def _long_hair(labels: np.ndarray, ycc: np.ndarray, hair_model, kp: np.ndarray, 
     if not top.any() or hairy.sum() > 0.5 * top.sum():
         return
     near = (along <= LONG_HAIR[0]) & (across <= LONG_HAIR[1])
-    r = max(1, round(HAIR_STRAND * unit))  # hair falls in locks, not in lines and specks (reflections, seams)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    locks = ndimage.binary_opening(hairy & near, structure=xx * xx + yy * yy <= r * r)
+    locks = _opened(hairy & near, HAIR_STRAND * unit)  # hair falls in locks, not in lines and specks (reflections, seams)
     labels[_touching(locks, labels == HAIR)] = HAIR
 
 
@@ -670,7 +682,7 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, along: np.n
     if top.sum() < 30 or bottom.sum() < 30 or zone.sum() < 30:
         return
     top_colours, bottom_colours = _histogram(ycc[top]), _histogram(ycc[bottom])
-    if float(np.sqrt(top_colours * bottom_colours).sum()) >= WAIST_OVERLAP:
+    if _overlap(top_colours, bottom_colours) >= WAIST_OVERLAP:
         return  # one cloth, or two alike
     a = along[zone]
     codes = _colour_codes(ycc[zone])
@@ -776,7 +788,7 @@ def _dress(labels: np.ndarray, image: np.ndarray, ycc: np.ndarray, nearest: np.n
     medians = [np.median(rgb2lab(image[region].reshape(-1, 1, 3)).reshape(-1, 3), 0) for region in (skirt, torso)]
     skirt_colours, torso_colours = _histogram(ycc[skirt]), _histogram(ycc[torso])
     if (float(np.linalg.norm(medians[0] - medians[1])) >= SAME_GARMENT
-            and float(np.sqrt(skirt_colours * torso_colours).sum()) < DRESS_OVERLAP):
+            and _overlap(skirt_colours, torso_colours) < DRESS_OVERLAP):
         return
     same = _has_colour(ycc, _colour_model(ycc, skirt)) | (skirt_colours[_colour_codes(ycc)] > DRESS_BIN)
     labels[(labels == UPPER) & same] = DRESS
@@ -805,13 +817,9 @@ def _flared_hem(labels: np.ndarray, ycc: np.ndarray, along: np.ndarray, unit: fl
     bare = np.isin(labels, (LEFT_LEG, RIGHT_LEG))
     if garment.sum() < 30:
         return False
-    from scipy import ndimage
-
     # the garment without thin strips: the shaded edges of bare shins that fail the skin
     # test, left as garment, put the hem at the ankles
-    r = max(1, round(HEM_CORE * unit))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    core = ndimage.binary_opening(garment, structure=xx * xx + yy * yy <= r * r)
+    core = _opened(garment, HEM_CORE * unit)
     if core.sum() >= 30:
         garment = core
     hem = float(np.percentile(along[garment], 97))
