@@ -7,7 +7,8 @@ synthetic people, and pictures of both.
    joints (MPII: distance <= half the annotated head size; COCO: PATN's head box, |dx| and
    |dy| below half the box of the annotated head joints). A person who is not found counts
    as all joints wrong. Printed per visibility threshold: overall, COCO, MPII, per joint, and
-   how many detected joints have no annotation.
+   how many detected joints have no annotation. ``--keypoint-weights DIR``: the keypoints of a
+   local ViTPose model (:mod:`spgnet.photo.learned_keypoints`) for the people found instead.
 2. **Parsing**: ``spgnet synth`` people (CIHP ground truth) parsed from their true keypoints
    and silhouette, with and without the picture's colours: pixel accuracy and IoU per
    class group.
@@ -27,7 +28,7 @@ synthetic people, and pictures of both.
 5. ``--pictures DIR``: every real photo with the detected skeletons and the coarse parsing
    of each person over it, and the astronaut's.
 
-    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--synth-people 120] [--pipeline 80] [--pipeline-seed 31] [--half-body 0.6] [--dresses] [--views 100] [--masks 40] [--pictures docs/images/photos]
+    python benchmarks/photo_accuracy.py [--thresholds 0,0.1,0.2,0.3,0.5,0.7] [--keypoint-weights DIR] [--synth-people 120] [--pipeline 80] [--pipeline-seed 31] [--half-body 0.6] [--dresses] [--views 100] [--masks 40] [--pictures docs/images/photos]
 """
 
 from __future__ import annotations
@@ -67,13 +68,13 @@ def correct(truth: np.ndarray, got: np.ndarray, head_size: float | None) -> np.n
     return annotated & detected & close
 
 
-def keypoint_table(threshold: float) -> dict:
+def keypoint_table(threshold: float, keypoint_model=None) -> dict:
     annotations = json.loads((REAL / "keypoints.json").read_text())
     right, total = np.zeros(18), np.zeros(18)
     by_source = {"coco": [0, 0], "mpii": [0, 0]}
     unannotated = predicted = found = persons = 0
     seconds = 0.0
-    with PoseDetector(threshold) as det:
+    with PoseDetector(threshold, keypoint_model=keypoint_model) as det:
         for name, entry in annotations.items():
             photo = np.asarray(Image.open(REAL / "images" / name).convert("RGB"))
             t0 = time.perf_counter()
@@ -255,6 +256,9 @@ def pictures(folder: Path, threshold: float) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--thresholds", default="0,0.1,0.2,0.3,0.5,0.7")
+    p.add_argument("--keypoint-weights", default=None, metavar="DIR",
+                   help="score the keypoints of a local ViTPose COCO model instead of BlazePose's (the table "
+                        "then runs once: the threshold no longer applies to them)")
     p.add_argument("--synth-people", type=int, default=120, help="synthetic pictures for the parsing scores")
     p.add_argument("--pipeline", type=int, default=80, help="synthetic pictures for the whole pipeline's parsing")
     p.add_argument("--pipeline-seed", type=int, default=31, help="their seed (31: the set the rules were developed on)")
@@ -270,7 +274,13 @@ def main() -> None:
 
     print("| visibility | PCKh@0.5 all | COCO | MPII | people found | detected joints without annotation | s / photo |")
     print("|---|---|---|---|---|---|---|")
-    rows = [keypoint_table(float(t)) for t in args.thresholds.split(",")]
+    keypoint_model = None
+    if args.keypoint_weights:
+        from spgnet.photo.learned_keypoints import VitPoseKeypoints
+
+        keypoint_model = VitPoseKeypoints(args.keypoint_weights)
+        args.thresholds = args.thresholds.split(",")[0]  # the visibility applies to BlazePose's keypoints only
+    rows = [keypoint_table(float(t), keypoint_model) for t in args.thresholds.split(",")]
     for r in rows:
         print(f"| {r['threshold']:g} | {r['overall']:.3f} | {r['coco']:.3f} | {r['mpii']:.3f} | {r['found']}/{r['persons']} "
               f"| {r['unannotated']}/{r['predicted']} | {r['seconds'] / 9:.2f} |")

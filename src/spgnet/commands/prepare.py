@@ -30,15 +30,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spgnet.utils.parse import parse_size
+    from spgnet.photo.learned_keypoints import load_keypoint_model
     from spgnet.photo.learned_parsing import load_parser
     from spgnet.photo.prepare import prepare_photos
 
     size = parse_size(args.size)
     options = photo_options(args)
     parser = load_parser(options["parser"], options["parser_weights"])  # None: the coarse parsing
+    keypoint_model = load_keypoint_model(options["keypoints"], options["keypoint_weights"])  # None: BlazePose's
     r = prepare_photos(args.images, args.out, size=size, pairs=args.pairs, split=args.split,
                        visibility_threshold=options["visibility_threshold"], force=args.force,
-                       progress=not args.quiet, person=options["person"], parser=parser)
+                       progress=not args.quiet, person=options["person"], parser=parser,
+                       keypoint_model=keypoint_model)
     for path in r.skipped:
         print(f"no person found in {path}")
     print_notes(r.notes)

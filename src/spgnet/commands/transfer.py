@@ -40,6 +40,12 @@ def add_photo_arguments(p: argparse.ArgumentParser, target: bool = False) -> Non
     p.add_argument("--parser-weights", default=None, metavar="DIR",
                    help="local folder of a SegFormer human-parsing model (nothing is downloaded; default: "
                         "$SPGNET_PARSER_WEIGHTS)")
+    p.add_argument("--keypoints", default="blazepose", choices=("blazepose", "vitpose"),
+                   help="keypoints of the people found: blazepose (mediapipe's; default) or vitpose (a learned "
+                        "COCO keypoint model; needs --keypoint-weights, see docs/photos.md)")
+    p.add_argument("--keypoint-weights", default=None, metavar="DIR",
+                   help="local folder of a ViTPose COCO model (nothing is downloaded; default: "
+                        "$SPGNET_KEYPOINT_WEIGHTS)")
     p.add_argument("--visibility", type=float, default=DEFAULT_VISIBILITY, metavar="V",
                    help=f"BlazePose visibility a joint needs to be kept, in [0, 1] (default {DEFAULT_VISIBILITY:g}, "
                         "chosen by measurement: docs/photos.md)")
@@ -53,6 +59,7 @@ def photo_options(args: argparse.Namespace) -> dict:
     if not 0.0 <= args.visibility <= 1.0:
         raise SPGNetError(f"--visibility {args.visibility}: must lie in [0, 1]")
     options = dict(person=parse_person(args.person), parser=args.parser, parser_weights=args.parser_weights,
+                   keypoints=args.keypoints, keypoint_weights=args.keypoint_weights,
                    visibility_threshold=args.visibility)
     if hasattr(args, "target_person"):
         options["target_person"] = parse_person(args.target_person)

@@ -233,16 +233,22 @@ class PoseDetector:
     """A reusable BlazePose + segmentation detector (construction is the slow part).
 
     ``detector(images)`` -> ``list[Detection | None]`` (None: no person found). Use it as
-    a context manager or call :meth:`close` to free the mediapipe graph.
+    a context manager or call :meth:`close` to free the mediapipe graph. ``keypoint_model``
+    (e.g. :class:`spgnet.photo.learned_keypoints.VitPoseKeypoints`): the people that
+    :meth:`detect_people` finds get their keypoints from it instead of BlazePose.
     """
 
-    def __init__(self, visibility_threshold: float = 0.5, min_detection_confidence: float = 0.5):
+    def __init__(self, visibility_threshold: float = 0.5, min_detection_confidence: float = 0.5,
+                 keypoint_model=None):
         if not 0.0 <= visibility_threshold <= 1.0:
             raise SPGNetError(f"visibility threshold must lie in [0, 1], got {visibility_threshold}")
         if not 0.0 <= min_detection_confidence <= 1.0:
             raise SPGNetError(f"min detection confidence must lie in [0, 1], got {min_detection_confidence}")
         mp_pose = _import_pose_solution()
         self.visibility_threshold = float(visibility_threshold)
+        # a learned model that re-estimates the keypoints of the people found (detect_people):
+        # spgnet.photo.learned_keypoints.VitPoseKeypoints; None keeps BlazePose's
+        self.keypoint_model = keypoint_model
         # The graph opens its models on threads of its own, which log their start-up: fd 2
         # stays silenced from construction through one blank image (by then every model is
         # open) and up to the first image with a person (the landmark model's first run).
@@ -461,7 +467,9 @@ class PoseDetector:
         whose skeleton BlazePose drew as if seen from the front (the person's left shoulder
         on the image's left of an upright body, see :func:`_handedness`) is mirrored, left
         and right landmarks exchanged. A front view's face gets its outline
-        (:meth:`face_outline`, holding BlazePose's nose). An empty list means no person.
+        (:meth:`face_outline`, holding BlazePose's nose). With a ``keypoint_model``, every
+        person's 18 keypoints are then re-estimated by it (the rest stays mediapipe's). An
+        empty list means no person.
         """
         return find_people(self, image, max_people)
 
@@ -774,6 +782,8 @@ def find_people(detector: PoseDetector, image: np.ndarray, max_people: int = MAX
             d.keypoints = landmarks_to_openpose18(d.landmarks, size, detector.visibility_threshold)
         if d.facing == "front":
             d.face_outline = detector.face_outline(image, d.landmarks[:11, :2], inside=d.landmarks[:1, :2])
+    if detector.keypoint_model is not None and people:
+        detector.keypoint_model.refine(image, people)
     return sorted(people, key=lambda d: sum(person_box(d, size)[::2]))
 
 

@@ -54,7 +54,6 @@ too). Parser labels outside the mask are never used as sources.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -65,6 +64,7 @@ import torch.nn.functional as F
 
 from spgnet import SPGNetError
 from spgnet.parsing import CIHP_LABELS, LABEL_INDEX
+from spgnet.photo.local_models import load_model, model_folder
 
 PARSERS = ("coarse", "segformer")
 WEIGHTS_ENV = "SPGNET_PARSER_WEIGHTS"
@@ -124,9 +124,6 @@ CIHP20_TO_CIHP: dict[str, str] = {
     "Torso-skin": "face",  # skin: the face region carries the person's skin (module docstring)
 }
 LABEL_SETS: dict[str, dict[str, str]] = {"ATR-18": ATR18_TO_CIHP, "LIP-20": LIP20_TO_CIHP, "CIHP-20": CIHP20_TO_CIHP}
-
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-_PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def normalise_label(name: str) -> str:
@@ -201,23 +198,6 @@ def _combine_with_mask(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No progress bars and no load report while loading (the load info is checked here)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    if bars:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _input_settings(folder: Path) -> dict:
     """The preprocessing of the folder's ``preprocessor_config.json`` or the defaults."""
     settings = {"size": DEFAULT_INPUT_SIZE, "resize": True, "scale": 1.0 / 255.0,
@@ -272,54 +252,20 @@ class SegformerParser:
         except ImportError:
             raise SPGNetError("the SegFormer parser needs transformers; install it with: "
                               "pip install 'spgnet[parser]'") from None
-        folder = Path(weights).expanduser()
-        where = f"parser weights {folder}"
-        if not folder.exists():
-            raise SPGNetError(f"{where}: no such folder")
-        if not folder.is_dir():
-            raise SPGNetError(f"{where}: not a folder (give the folder that holds config.json and model.safetensors)")
-        config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise SPGNetError(f"{where}: no config.json, not a Hugging Face model folder "
-                              "(see docs/parsers.md for how to get one)")
-        try:
-            config = json.loads(config_path.read_text())
-            model_type = config.get("model_type")
-        except (ValueError, AttributeError) as e:
-            raise SPGNetError(f"{config_path}: not a model config ({e})") from None
-        if model_type != "segformer":
-            raise SPGNetError(f"{where}: not a SegFormer model (config.json says model_type {model_type!r})")
-        if not any((folder / name).is_file() for name in _WEIGHT_FILES):
-            pickled = [name for name in _PICKLE_FILES if (folder / name).is_file()]
-            hint = (f"; it has only {pickled[0]}, which is not unpickled here: convert it to safetensors once "
-                    "(load it on a trusted machine and save_pretrained)") if pickled else ""
-            raise SPGNetError(f"{where}: no model weights (model.safetensors){hint}")
+        where = f"parser weights {Path(weights).expanduser()}"
+        folder, config = model_folder(weights, where, "segformer", "SegFormer")
         self.label_set, table = match_label_set(config.get("id2label") or {}, where)
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError) as e:
             raise SPGNetError(f"parser device {device!r}: {e}") from None
 
-        try:
-            with _quiet_transformers():
-                model, info = SegformerForSemanticSegmentation.from_pretrained(
-                    folder, local_files_only=True, use_safetensors=True, output_loading_info=True)
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SPGNetError(f"{where}: cannot load the SegFormer model ({first})") from None
-        # older checkpoints may lack the batch-norm counter, which inference does not use
-        missing = sorted(k for k in info.get("missing_keys") or () if not k.endswith("num_batches_tracked"))
-        mismatched = sorted(str(k) for k in info.get("mismatched_keys") or ())
-        if missing or mismatched:
-            bad = missing or mismatched
-            raise SPGNetError(f"{where}: the weights do not fit a SegFormer semantic-segmentation model "
-                              f"({'missing' if missing else 'mismatched'}: {', '.join(bad[:4])}"
-                              f"{', ...' if len(bad) > 4 else ''})")
+        model = load_model(SegformerForSemanticSegmentation, folder, where, "SegFormer", "semantic-segmentation")
         if model.config.num_labels != len(table):
             raise SPGNetError(f"{where}: {model.config.num_labels} classes but {len(table)} label names")
         self.source_labels = tuple(str(model.config.id2label[i]) for i in range(len(table)))
         self.table = table
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device)
         self.weights = folder
         settings = _input_settings(folder)
         self.input_size = settings["size"] if settings["resize"] else None

@@ -364,6 +364,7 @@ def prepare_photos(
     detector: PoseDetector | None = None,
     person: str | int = "largest",
     parser=None,
+    keypoint_model=None,
 ) -> PrepareResult:
     """Prepare every photo of ``images_dir`` into the docs/design.md §4 layout under ``root``.
 
@@ -371,8 +372,10 @@ def prepare_photos(
     listed in ``root/prepare_report.txt`` (also returned). Raises SPGNetError for a
     missing or empty folder, a file that is not a readable image, a bad ``size``, or
     when no photo shows a person. ``detector`` (e.g. one kept across calls) overrides
-    ``visibility_threshold``. ``person`` and ``parser``: see :func:`prepare_photo`; every
-    photo with several people gets a line in the report and in ``result.notes``.
+    ``visibility_threshold`` and ``keypoint_model`` (a learned keypoint model for the
+    detector, :func:`spgnet.photo.learned_keypoints.load_keypoint_model`; None: BlazePose's).
+    ``person`` and ``parser``: see :func:`prepare_photo`; every photo with several people
+    gets a line in the report and in ``result.notes``.
     """
     t0 = time.perf_counter()
     images_dir, root = Path(images_dir), Path(root)
@@ -394,7 +397,7 @@ def prepare_photos(
     stage = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.prepare-"))
     try:
         own = detector is None
-        det = PoseDetector(visibility_threshold) if own else detector
+        det = PoseDetector(visibility_threshold, keypoint_model=keypoint_model) if own else detector
         names: list[str] = []
         annotations: dict[str, np.ndarray] = {}
         skipped: list[Path] = []

@@ -5,7 +5,8 @@ SPGNet (stage-1 target parsing, stage-2 generator) run on one photo from a check
 (:func:`spgnet.photo.prepare.prepare_photo`): mediapipe keypoints and person masks, one
 person chosen (``person``: the largest by default; ``target_person`` for target photos),
 scale to the checkpoint's ``data.load_size`` height ``H``, pad or crop the width to ``W``
-around the person, coarse CIHP parsing (or a learned parser: ``parser="segformer"``). The checkpoint's ``data.crop`` does not apply (it describes
+around the person, coarse CIHP parsing (or a learned parser: ``parser="segformer"``; learned
+keypoints: ``keypoints="vitpose"``). The checkpoint's ``data.crop`` does not apply (it describes
 its dataset's disk images, not photos).
 
 **Target pose**, in the model's ``H x W`` frame: a photo (detected and brought to
@@ -40,6 +41,7 @@ from spgnet import SPGNetError
 from spgnet.parsing import colorize, one_hot
 from spgnet.photo.animation import IMAGE_OUTPUTS, check_output_suffix
 from spgnet.photo.detect import PoseDetector, parse_person
+from spgnet.photo.learned_keypoints import load_keypoint_model
 from spgnet.photo.learned_parsing import load_parser
 from spgnet.photo.pose_sequence import fit_keypoints, list_pose_files, read_pose_sequence
 from spgnet.photo.prepare import DEFAULT_VISIBILITY, PHOTO_SUFFIXES, PreparedImage, load_photo, prepare_photo
@@ -111,7 +113,8 @@ class PoseTransfer:
                  overrides: list[str] | None = None, seed: int = 0, batch_size: int = 8,
                  visibility_threshold: float = DEFAULT_VISIBILITY, person: str | int = "largest",
                  target_person: str | int = "largest", parser: str = "coarse",
-                 parser_weights: str | os.PathLike | None = None):
+                 parser_weights: str | os.PathLike | None = None, keypoints: str = "blazepose",
+                 keypoint_weights: str | os.PathLike | None = None):
         if batch_size < 1:
             raise SPGNetError(f"--batch-size {batch_size}: must be at least 1")
         self.person = parse_person(person)
@@ -125,12 +128,13 @@ class PoseTransfer:
         self.visibility_threshold = visibility_threshold
         self._detector: PoseDetector | None = None
         self.parser = load_parser(parser, parser_weights, str(self.device))  # None: the coarse parsing
+        self.keypoint_model = load_keypoint_model(keypoints, keypoint_weights, str(self.device))  # None: BlazePose's
         self.notes: list[str] = []  # one line per photo in which several people were found
 
     @property
     def detector(self) -> PoseDetector:
         if self._detector is None:
-            self._detector = PoseDetector(self.visibility_threshold)
+            self._detector = PoseDetector(self.visibility_threshold, keypoint_model=self.keypoint_model)
         return self._detector
 
     def close(self) -> None:
