@@ -306,3 +306,13 @@ def test_load_keypoint_model_kinds(monkeypatch, tiny):
 def test_missing_transformers_is_one_line(monkeypatch, tiny):
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers -> ImportError
     one_line_error(lambda: VitPoseKeypoints(tiny), "pip install 'spgnet[parser]'")
+
+
+def test_half_precision_weights_run_in_float32(tmp_path):
+    """A checkpoint stored in float16 (newer transformers load it as float16) meets float32 input."""
+    folder = save_model(tmp_path / "half")
+    transformers.VitPoseForPoseEstimation.from_pretrained(folder).half().save_pretrained(folder)
+    model = VitPoseKeypoints(folder)
+    assert next(model.model.parameters()).dtype == torch.float32
+    kp, sc = model.predict(np.full((80, 60, 3), 90, np.uint8), [(5, 5, 40, 60)])
+    assert np.isfinite(kp).all() and np.isfinite(sc).all()

@@ -273,3 +273,12 @@ def test_prepare_with_the_learned_parser(tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "none"), "--parser", "segformer"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--parser-weights" in err
+
+
+def test_half_precision_weights_run_in_float32(tmp_path):
+    """A checkpoint stored in float16 (newer transformers load it as float16) meets float32 input."""
+    folder = save_model(tmp_path / "half", [n for n, _ in ATR], forced=6)
+    transformers.SegformerForSemanticSegmentation.from_pretrained(folder).half().save_pretrained(folder)
+    parser = SegformerParser(folder)
+    assert next(parser.model.parameters()).dtype == torch.float32
+    assert set(np.unique(parser(photo(20, 16)))) == {9}  # ATR 6 = Pants everywhere -> CIHP pants

@@ -72,7 +72,7 @@ def model_folder(weights: str | os.PathLike, where: str, model_type: str, kind: 
 
 
 def load_model(model_class, folder: Path, where: str, kind: str, task: str):
-    """``model_class.from_pretrained(folder)`` offline and from safetensors, in eval mode; refused
+    """``model_class.from_pretrained(folder)`` offline and from safetensors, in float32 and eval mode; refused
     (one line) when it cannot load or its weights do not fill the model (``task``: what the
     model is, e.g. ``"semantic-segmentation"``, for the message)."""
     try:
@@ -90,7 +90,8 @@ def load_model(model_class, folder: Path, where: str, kind: str, task: str):
         raise SPGNetError(f"{where}: the weights do not fit a {kind} {task} model "
                           f"({'missing' if missing else 'mismatched'}: {', '.join(bad[:4])}"
                           f"{', ...' if len(bad) > 4 else ''})")
-    return model.eval()
+    # newer transformers keep a checkpoint's own dtype: half-precision weights would meet float32 inputs
+    return model.float().eval()
 
 
 __all__ = ["WEIGHT_FILES", "PICKLE_FILES", "quiet_transformers", "model_folder", "load_model"]
