@@ -569,7 +569,8 @@ def test_the_waist_of_a_patterned_top_follows_its_colours(pattern):
 
 def test_shoes_start_where_their_colour_does():
     """Shoes are the last tenth of the shin and below; with the photo, the shin's own colour
-    (trousers reaching the ankle) wins back what is nearer it than the shoe's."""
+    (trousers reaching the ankle) wins back what is nearer it than the shoe's; when shoes and
+    trousers are too alike to tell, the shoe starts at the ankle."""
     mask = draw_person(FRONT)
     skin, shirt, trousers, shoes = (224, 172, 140), (200, 40, 40), (30, 40, 90), (235, 235, 235)
     image = np.zeros((H, W, 3), np.uint8)
@@ -580,8 +581,11 @@ def test_shoes_start_where_their_colour_does():
     labels = coarse_parsing(mask, keypoints(FRONT), image)
     assert label_at(labels, 46, 176) == L["pants"] and label_at(labels, 74, 176) == L["pants"]
     assert label_at(labels, 46, 184) == L["right-shoe"] and label_at(labels, 74, 184) == L["left-shoe"]
-    image[179:][mask[179:]] = (32, 42, 92)  # shoes of the trousers' colour: the tenth of the shin stays shoe
+    image[179:][mask[179:]] = (32, 42, 92)  # shoes of the trousers' colour: trousers down to the ankle
     labels = coarse_parsing(mask, keypoints(FRONT), image)
+    assert label_at(labels, 46, 176) == L["pants"] and label_at(labels, 74, 176) == L["pants"]
+    assert label_at(labels, 46, 184) == L["right-shoe"] and label_at(labels, 74, 184) == L["left-shoe"]
+    labels = coarse_parsing(mask, keypoints(FRONT))  # without the photo: the last tenth of the shin
     assert label_at(labels, 46, 176) == L["right-shoe"]
 
 

@@ -124,3 +124,23 @@ def test_thin_strips_along_the_legs_do_not_move_a_skirts_hem(seed):
     dress, found = truth == L["dress"], got == L["dress"]
     assert (dress & found).sum() / (dress | found).sum() > 0.8
     assert not (got == L["pants"]).any()
+
+
+@pytest.mark.parametrize("seed, view", [((1, 54), "front"), ((7, 2), "front"), ((7, 35), "back"), ((47, 30), "front")])
+def test_a_shoe_of_the_trousers_colour_starts_at_the_ankle(seed, view):
+    """Synthetic people whose shoes are too close to their trousers' colour for the colours to
+    tell where the shoe starts: the last tenth of the shin stayed shoe (IoU 0.74, 0.75, 0.76,
+    0.66), trouser leg above the ankle. Pixels of the trousers' colour above the ankle go
+    back to the trousers."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng(list(seed))
+    identity = sample_identity(rng)
+    assert identity.bottom == "pants"
+    person = render_person(identity, sample_pose(rng, view=view), (512, 352))
+    truth = person["parsing"]
+    got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing=view)
+    shoes = [L["left-shoe"], L["right-shoe"]]
+    shoe, found = np.isin(truth, shoes), np.isin(got, shoes)
+    assert (shoe & found).sum() / (shoe | found).sum() > 0.88

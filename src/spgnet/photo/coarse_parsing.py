@@ -22,7 +22,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   along the torso's axis by :data:`THIGH` / :data:`SHIN` torso lengths), so thighs are never
   left to the arms. Leg pixels beyond 90 % of the knee -> ankle segment become
   **left-shoe 18** / **right-shoe 19** (only with a detected ankle); with the photo, those
-  nearer the shin's colour than the colour below the ankle go back to the leg.
+  nearer the shin's colour than the colour below the ankle go back to the leg, and when the
+  two colours are too close to tell, those above the ankle that have the shin's colour.
 * **arms**: the chains shoulder -> elbow -> wrist, and the hand beyond the wrist
   (:data:`HAND` forearm lengths on along the forearm): the person's left -> **left-arm 14**,
   right -> **right-arm 15** (CIHP left/right are the person's). An arm within
@@ -114,6 +115,7 @@ SKIRT_FILL = 0.6  # fraction of that gap the mask must fill for a skirt
 MIN_GAP = 0.01  # units squared: a smaller gap is thighs that touch (wide trousers), not a skirt
 SAME_GARMENT = 8.0  # CIELAB distance of the median colours of skirt and top below which they are one dress
 SHOE_FRACTION = 0.9  # knee -> ankle fraction beyond which a leg pixel is shoe
+SAME_COLOUR_SHOE = 1.0  # ... and where a shoe of the shin's colour starts (at the detected ankle)
 HAIRLINE, CHIN = 1.3, 2.5  # hairline above and chin below the eyes, in steps
 FACE_HALF_WIDTH = 1.6  # face half-width, in steps
 OUTLINE_GROWTH = 0.08  # a face outline (FaceMesh's oval, inside the hairline) is grown this much about its centre
@@ -700,9 +702,13 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np
     """Where the shoe starts (in place): shoe pixels nearer the colour of their leg's shin
     (trousers or skin, :data:`SHIN_BAND` of the way from knee to ankle) than the colour of
     the shoe below the ankle go back to the leg's label (specks smaller than (0.05 units)²
-    stay shoe). Per leg with a detected ankle (``shin_axes``: see :func:`_along_shin`);
-    nothing changes when shoe and shin look alike (the two medians closer than
-    :data:`COLOURS_APART` spreads) or either has fewer than 30 pixels."""
+    stay shoe). Per leg with a detected ankle (``shin_axes``: see :func:`_along_shin`).
+    When shoe and shin look alike (the two medians closer than :data:`COLOURS_APART`
+    spreads: dark trousers over dark shoes), the colours cannot tell where the shoe starts:
+    shoe pixels above :data:`SAME_COLOUR_SHOE` of the shin (the detected ankle) that have
+    the shin's colour go back to the leg (a trouser leg covers the top of a shoe;
+    BlazePose's ankle sits a little above the annotated one, so even this stays on the high
+    side). Nothing changes when either has fewer than 30 pixels."""
     for part, shoe_label in ((_L_LEG, LEFT_SHOE), (_R_LEG, RIGHT_SHOE)):
         along = shin_axes[part]
         if along is None:
@@ -712,10 +718,11 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np
         shoe_model, leg_model = _colour_model(ycc, shoe & (along >= 1.0)), _colour_model(ycc, leg)
         if shoe_model is None or leg_model is None:
             continue
-        if not _apart(leg_model, shoe_model):
-            continue
-        back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
-        back = _without_specks(back, (0.05 * unit) ** 2)  # a glint on a shoe is not the trousers
+        if _apart(leg_model, shoe_model):
+            back = shoe & (_colour_distance(ycc, leg_model) < _colour_distance(ycc, shoe_model))
+            back = _without_specks(back, (0.05 * unit) ** 2)  # a glint on a shoe is not the trousers
+        else:
+            back = shoe & (nearest == part) & (along < SAME_COLOUR_SHOE) & _has_colour(ycc, leg_model)
         leg_labels = labels[leg]
         labels[back] = np.bincount(leg_labels).argmax()
 
