@@ -701,8 +701,12 @@ def _waist(labels: np.ndarray, ycc: np.ndarray, nearest: np.ndarray, along: np.n
 def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np.ndarray, unit: float) -> None:
     """Where the shoe starts (in place): shoe pixels nearer the colour of their leg's shin
     (trousers or skin, :data:`SHIN_BAND` of the way from knee to ankle) than the colour of
-    the shoe below the ankle go back to the leg's label (specks smaller than (0.05 units)²
-    stay shoe). Per leg with a detected ankle (``shin_axes``: see :func:`_along_shin`).
+    the shoe go back to the leg's label (specks smaller than (0.05 units)² stay shoe). The
+    shoe's colour is that of the lower half of the foot (of the shoe pixels beyond the
+    ankle, those beyond the midpoint between the ankle and the farthest; all of them when
+    that leaves fewer than 30): BlazePose's ankle sits above the drawn one, and trouser leg
+    below it mixed into a colour taken from everything beyond it. Per leg with a detected
+    ankle (``shin_axes``: see :func:`_along_shin`).
     When shoe and shin look alike (the two medians closer than :data:`COLOURS_APART`
     spreads: dark trousers over dark shoes), the colours cannot tell where the shoe starts:
     shoe pixels above :data:`SAME_COLOUR_SHOE` of the shin (the detected ankle) that have
@@ -715,7 +719,11 @@ def _shoe_tops(labels: np.ndarray, ycc: np.ndarray, shin_axes: dict, nearest: np
             continue
         shoe = labels == shoe_label
         leg = _shin_band(nearest, part, along) & np.isin(labels, (PANTS, SKIRT, LEFT_LEG, RIGHT_LEG))
-        shoe_model, leg_model = _colour_model(ycc, shoe & (along >= 1.0)), _colour_model(ycc, leg)
+        below = shoe & (along >= 1.0)
+        if below.any():  # the lower half of the foot (trouser legs reach below a detected ankle)
+            sole = below & (along >= 0.5 * (1.0 + along[below].max()))
+            below = sole if sole.sum() >= 30 else below
+        shoe_model, leg_model = _colour_model(ycc, below), _colour_model(ycc, leg)
         if shoe_model is None or leg_model is None:
             continue
         if _apart(leg_model, shoe_model):
