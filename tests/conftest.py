@@ -4,11 +4,28 @@ are in helpers.py (this folder is on sys.path through this file)."""
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
 from helpers import SIZE, tiny_config, torch_threads
+
+
+@pytest.fixture
+def hf_offline(monkeypatch):
+    """Hugging Face hub offline, no weight folders from the environment, and any network
+    connection fails the test (the learned parser and keypoints read local folders only)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("SPGNET_PARSER_WEIGHTS", raising=False)
+    monkeypatch.delenv("SPGNET_KEYPOINT_WEIGHTS", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Helpers the test modules import (fixtures are in conftest.py): the tiny SPGNet config
-(channels 4-8, 3 U-Net scales) on 64x44 synthetic people, a thread-count guard,
+(channels 4-8, 3 U-Net scales) on 64x44 synthetic people, a thread-count guard, a check
+for one-line errors,
 synthetic-people parsing maps for the ACE kernel tests, and random files shaped exactly
 like the official release's (generator from the name/shape lists in tests/assets, a
 tiny flow network with its train_opt.json)."""
@@ -12,8 +13,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from spgnet import SPGNetError
 from spgnet.config import Config, load_config
 from spgnet.data.synth import render_person, sample_identity, sample_pose
 from spgnet.models.config import FlowNetConfig
@@ -45,6 +48,17 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def one_line_error(call, *parts: str) -> str:
+    """``call()`` must raise :class:`SPGNetError` with a one-line message holding every one of ``parts``."""
+    with pytest.raises(SPGNetError) as err:
+        call()
+    message = str(err.value)
+    assert "\n" not in message, message
+    for part in parts:
+        assert part in message, message
+    return message
 
 
 def people(n: int, size: tuple[int, int], seed: int) -> list[dict]:

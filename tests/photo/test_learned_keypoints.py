@@ -7,17 +7,17 @@ crop's brightness), mirror symmetry of the flip test, the wiring into the person
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from spgnet import SPGNetError
 from spgnet.photo.learned_keypoints import (KEYPOINT_MODELS, VitPoseKeypoints, check_coco_order, coco17_to_openpose18,
                                             load_keypoint_model, person_region)
 from spgnet.pose import KEYPOINT_NAMES
+
+from helpers import one_line_error
 
 transformers = pytest.importorskip("transformers")  # the `parser` extra (in `dev`)
 
@@ -27,17 +27,8 @@ COCO = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, one_thread):
-    """Hub offline, and any network connection fails the test."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.delenv("SPGNET_KEYPOINT_WEIGHTS", raising=False)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def offline(hf_offline, one_thread):
+    """Hub offline, no weights from the environment, no network (conftest.hf_offline)."""
 
 
 def save_model(folder, *, names=None, experts: int = 1, processor: bool = True, seed: int = 0,
@@ -58,16 +49,6 @@ def save_model(folder, *, names=None, experts: int = 1, processor: bool = True, 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return save_model(tmp_path_factory.mktemp("vitpose") / "tiny")
-
-
-def one_line_error(call, *parts: str) -> str:
-    with pytest.raises(SPGNetError) as err:
-        call()
-    message = str(err.value)
-    assert "\n" not in message, message
-    for part in parts:
-        assert part in message, message
-    return message
 
 
 # -- the table ---------------------------------------------------------------------------------

@@ -6,15 +6,15 @@ combination with the person mask, and the one-line errors."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from spgnet import SPGNetError
 from spgnet.photo.learned_parsing import PARSERS, SegformerParser, _combine_with_mask, load_parser
+
+from helpers import one_line_error
 
 transformers = pytest.importorskip("transformers")  # the `parser` extra (in `dev`)
 
@@ -36,17 +36,8 @@ CIHP = [("background", 0), ("hat", 1), ("hair", 2), ("glove", 3), ("sunglasses",
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, one_thread):
-    """Hub offline, and any network connection fails the test."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.delenv("SPGNET_PARSER_WEIGHTS", raising=False)
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+def offline(hf_offline, one_thread):
+    """Hub offline, no weights from the environment, no network (conftest.hf_offline)."""
 
 
 def tiny_config(names):
@@ -187,16 +178,6 @@ def test_mask_combination_keeps_labels_and_fills_only_holes():
                          [0, 0, 9, 0, 0]], np.uint8)
     np.testing.assert_array_equal(_combine_with_mask(labels, mask), expected)
     np.testing.assert_array_equal(_combine_with_mask(labels, np.zeros_like(mask)), np.zeros_like(labels))
-
-
-def one_line_error(call, *parts: str) -> str:
-    with pytest.raises(SPGNetError) as err:
-        call()
-    message = str(err.value)
-    assert "\n" not in message, message
-    for part in parts:
-        assert part in message, message
-    return message
 
 
 def test_errors_for_bad_folders(tmp_path, atr_folder):

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from spgnet import SPGNetError
+from spgnet.photo.local_models import load_model, model_folder, quiet_transformers, weights_or_env
 
 KEYPOINT_MODELS = ("blazepose", "vitpose")
 WEIGHTS_ENV = "SPGNET_KEYPOINT_WEIGHTS"
@@ -139,8 +140,6 @@ class VitPoseKeypoints:
         except ImportError:
             raise SPGNetError("the ViTPose keypoints need transformers (4.48 or later); install it with: "
                               "pip install 'spgnet[parser]'") from None
-        from spgnet.photo.local_models import load_model, model_folder, quiet_transformers
-
         where = f"keypoint weights {Path(weights).expanduser()}"
         folder, config = model_folder(weights, where, "vitpose", "ViTPose")
         check_coco_order(config.get("id2label"), where)
@@ -239,11 +238,8 @@ def load_keypoint_model(kind: str, weights: str | os.PathLike | None = None,
         raise SPGNetError(f"--keypoints {kind!r}: unknown keypoint model; choose one of {', '.join(KEYPOINT_MODELS)}")
     if kind == "blazepose":
         return None
-    if weights is None or str(weights) == "":
-        weights = os.environ.get(WEIGHTS_ENV) or None
-    if weights is None:
-        raise SPGNetError("--keypoints vitpose needs --keypoint-weights DIR (a local ViTPose COCO model; "
-                          "nothing is downloaded)")
+    weights = weights_or_env(weights, WEIGHTS_ENV, "--keypoints vitpose needs --keypoint-weights DIR (a local "
+                             "ViTPose COCO model; nothing is downloaded)")
     return VitPoseKeypoints(weights, device=device)
 
 

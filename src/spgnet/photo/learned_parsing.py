@@ -64,7 +64,7 @@ import torch.nn.functional as F
 
 from spgnet import SPGNetError
 from spgnet.parsing import CIHP_LABELS, LABEL_INDEX
-from spgnet.photo.local_models import load_model, model_folder
+from spgnet.photo.local_models import load_model, model_folder, weights_or_env
 
 PARSERS = ("coarse", "segformer")
 WEIGHTS_ENV = "SPGNET_PARSER_WEIGHTS"
@@ -313,11 +313,8 @@ def load_parser(kind: str, weights: str | os.PathLike | None = None, device: str
         raise SPGNetError(f"--parser {kind!r}: unknown parser; choose one of {', '.join(PARSERS)}")
     if kind == "coarse":
         return None
-    if weights is None or str(weights) == "":
-        weights = os.environ.get(WEIGHTS_ENV) or None
-    if weights is None:
-        raise SPGNetError("--parser segformer needs --parser-weights DIR (a local SegFormer human-parsing model; "
-                          "nothing is downloaded)")
+    weights = weights_or_env(weights, WEIGHTS_ENV, "--parser segformer needs --parser-weights DIR (a local SegFormer "
+                             "human-parsing model; nothing is downloaded)")
     return SegformerParser(weights, device=device)
 
 

@@ -41,6 +41,16 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+def weights_or_env(weights: str | os.PathLike | None, env: str, missing: str) -> str | os.PathLike:
+    """``weights``, or when it is None or empty the folder named by the environment variable
+    ``env``; neither: :class:`~spgnet.SPGNetError` with the message ``missing``."""
+    if weights is None or str(weights) == "":
+        weights = os.environ.get(env) or None
+    if weights is None:
+        raise SPGNetError(missing)
+    return weights
+
+
 def model_folder(weights: str | os.PathLike, where: str, model_type: str, kind: str) -> tuple[Path, dict]:
     """Check a model folder before loading it: ``(folder, config.json as a dict)``.
 
@@ -94,4 +104,4 @@ def load_model(model_class, folder: Path, where: str, kind: str, task: str):
     return model.float().eval()
 
 
-__all__ = ["WEIGHT_FILES", "PICKLE_FILES", "quiet_transformers", "model_folder", "load_model"]
+__all__ = ["WEIGHT_FILES", "PICKLE_FILES", "quiet_transformers", "weights_or_env", "model_folder", "load_model"]
