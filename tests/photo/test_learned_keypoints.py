@@ -225,6 +225,7 @@ def test_prepare_with_learned_keypoints(tmp_path, tiny, capsys):
     plain = np.asarray(Image.open(tmp_path / "plain" / "parsing" / "astro.png"))
     learned = np.asarray(Image.open(tmp_path / "learned" / "parsing" / "astro.png"))
     np.testing.assert_array_equal(plain > 0, learned > 0)  # the same person mask
+    assert f"keypoints: VitPoseKeypoints from {tiny}" in (tmp_path / "learned" / "prepare_report.txt").read_text()
     kp_plain = read_annotation_csv(tmp_path / "plain" / "annotation-test.csv")["astro.png"]
     kp_learned = read_annotation_csv(tmp_path / "learned" / "annotation-test.csv")["astro.png"]
     assert not np.allclose(kp_plain, kp_learned)

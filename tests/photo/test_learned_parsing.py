@@ -250,6 +250,7 @@ def test_prepare_with_the_learned_parser(tmp_path, capsys):
     learned = np.asarray(Image.open(tmp_path / "learned" / "parsing" / "astro.png"))
     np.testing.assert_array_equal(learned > 0, coarse > 0)  # the same person mask
     assert set(np.unique(learned)) == {0, 9}  # CIHP pants inside it
+    assert f"parsing: SegformerParser from {pants}" in (tmp_path / "learned" / "prepare_report.txt").read_text()
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "none"), "--parser", "segformer"]) == 2
     err = capsys.readouterr().err.strip()

@@ -112,6 +112,7 @@ def test_layout_report_and_pairs(prepared, photos):
     report = (root / "prepare_report.txt").read_text()
     assert f"no person found in {photos / 'blank.jpg'}" in report
     assert "3 image(s) with a person, 1 skipped, 6 pair(s)" in report
+    assert "keypoints: BlazePose (mediapipe), visibility >= " in report and "parsing: coarse" in report
     for name in names:
         with Image.open(root / "test" / name) as im:
             assert im.size == (W, H) and im.mode == "RGB"

@@ -10,8 +10,9 @@ are listed in the report):
    one is cropped to a ``W``-wide window centred on the person (the middle of the
    person mask's columns, shifted to stay inside the picture);
 2. **people** by :mod:`spgnet.photo.detect` (mediapipe BlazePose -> OpenPose-18, person
-   masks, front or back view) on the photo itself (shrunk to at most
-   :data:`MAX_DETECTION_SIDE` pixels), every person of it; one is chosen (``--person``:
+   masks, front or back view; or the keypoints of a learned model, ``--keypoints vitpose``)
+   on the photo itself (shrunk to at most :data:`MAX_DETECTION_SIDE` pixels), every person
+   of it; one is chosen (``--person``:
    the largest by default), its keypoints and mask are brought onto the scaled
    ``H x W'`` picture, and the crop window is centred on it. A photo with several people
    gets a line in the report; a photo where no person is found is skipped and listed;
@@ -36,7 +37,8 @@ Written (``S`` = the split, ``test`` by default; ``both`` writes the same images
     ROOT/parsing/<stem>.png        coarse CIHP labels
     ROOT/annotation-S.csv          PATN keypoints (integer pixels, -1 missing)
     ROOT/pairs-S.csv               "from,to" file names
-    ROOT/prepare_report.txt        what was done and every photo without a person
+    ROOT/prepare_report.txt        what was done (with which keypoints and parsing) and every
+                                   photo without a person
 
 ``<stem>`` is the photo's file name without its suffix, with characters other than
 letters, digits and ``._+-`` replaced by ``-`` (they would break the CSV files). Pairs:
@@ -338,11 +340,26 @@ def _check_out(root: Path, splits: tuple[str, ...], force: bool) -> None:
                               "(files of the same name are replaced, others are left)")
 
 
-def _report(result: PrepareResult, images_dir: Path, total: int) -> str:
+def _methods(detector: PoseDetector, parser) -> str:
+    """One line naming where the keypoints and the parsing came from (for the report)."""
+
+    def learned(model) -> str:  # e.g. "VitPoseKeypoints from DIR"
+        weights = getattr(model, "weights", None)
+        return type(model).__name__ + (f" from {weights}" if weights is not None else "")
+
+    model = getattr(detector, "keypoint_model", None)
+    keypoints = (learned(model) if model is not None
+                 else f"BlazePose (mediapipe), visibility >= {detector.visibility_threshold:g}")
+    parsing = "coarse (keypoints, mask, colours)" if parser is None else learned(parser)
+    return f"keypoints: {keypoints}; parsing: {parsing}"
+
+
+def _report(result: PrepareResult, images_dir: Path, total: int, methods: str) -> str:
     h, w = result.size
     lines = [
         f"spgnet prepare: {total} photo(s) in {images_dir} -> {result.root} at {h}x{w} (HxW), "
         f"split(s) {', '.join(result.splits)}",
+        methods,
         f"{len(result.names)} image(s) with a person, {len(result.skipped)} skipped, {len(result.pairs)} pair(s)",
     ]
     lines += [f"renamed {src} -> {stem}" for src, stem in result.renamed.items()]
@@ -402,6 +419,7 @@ def prepare_photos(
         annotations: dict[str, np.ndarray] = {}
         skipped: list[Path] = []
         notes: list[str] = []
+        methods = _methods(det, parser)
         try:
             for path in tqdm(photos, desc="prepare", unit="photo", disable=not progress):
                 prepared = prepare_photo(load_photo(path), (height, width), det, name=str(path), person=person,
@@ -428,7 +446,7 @@ def prepare_photos(
             renamed={p.name: stems[p] for p in photos if stems[p] != p.stem}, not_images=not_images,
             notes=notes,
         )
-        atomic_write_text(stage / REPORT_NAME, _report(result, images_dir, len(photos)))
+        atomic_write_text(stage / REPORT_NAME, _report(result, images_dir, len(photos), methods))
         if names:
             for s in splits:
                 write_annotation_csv(stage / f"annotation-{s}.csv", annotations)
