@@ -238,6 +238,26 @@ def test_prepare_with_learned_keypoints(tmp_path, tiny, capsys):
     assert len(err.splitlines()) == 1 and "--keypoint-weights" in err
 
 
+def test_transfer_with_learned_keypoints(tmp_path, tiny, tiny_run):
+    """PoseTransfer(keypoints="vitpose") (what `spgnet transfer/animate/serve --keypoints vitpose`
+    build) takes the source's and the target photo's keypoints from the model."""
+    from PIL import Image
+    from skimage import data
+
+    from spgnet.photo.transfer import PoseTransfer
+
+    photo = tmp_path / "astro.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    with PoseTransfer(tiny_run["ckpt"], "cpu") as plain:
+        before = plain.transfer(photo, photo)
+    with PoseTransfer(tiny_run["ckpt"], "cpu", keypoints="vitpose", keypoint_weights=tiny) as learned:
+        assert learned.detector.keypoint_model is learned.keypoint_model
+        after = learned.transfer(photo, photo)
+    assert not np.allclose(before.target, after.target)
+    assert not np.allclose(before.source.keypoints, after.source.keypoints)
+    np.testing.assert_array_equal(before.source.parsing > 0, after.source.parsing > 0)  # the same person mask
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
