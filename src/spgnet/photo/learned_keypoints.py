@@ -4,15 +4,17 @@ only, that re-estimates the keypoints of every person :mod:`spgnet.photo.detect`
 
 Why: BlazePose *full*, the only keypoint model in the mediapipe wheel, reaches PCKh@0.5 =
 0.79 on the project's real people (docs/photos.md); it is weakest on crossing and crouching
-people, whose legs it joins to a neighbour's body. A top-down model trained on COCO does
-better there; users who have its weights can swap it in with ``--keypoints vitpose
---keypoint-weights DIR`` (``DIR``: e.g. ``huggingface-cli download
-usyd-community/vitpose-base-simple --local-dir DIR``; nothing is downloaded here). The person
+people, whose legs it joins to a neighbour's body. A top-down model trained on COCO should
+do better there (not measured here: no weights); users who have its weights can swap it in
+with ``--keypoints vitpose --keypoint-weights DIR`` (``DIR``: e.g. ``huggingface-cli
+download usyd-community/vitpose-base-simple --local-dir DIR``; nothing is downloaded
+here). The person
 search, the masks, the front/back decision and the face outline stay mediapipe's; only the
 18 keypoints change.
 
 **Per person.** The box is the person's mask together with the body landmarks BlazePose
-saw (:func:`person_region`), in COCO ``(x, y, w, h)`` form. ``VitPoseImageProcessor`` (from
+saw (visibility at least :data:`SEEN_VISIBILITY`, on the photo; :func:`person_region`), in
+COCO ``(x, y, w, h)`` form. ``VitPoseImageProcessor`` (from
 the folder's ``preprocessor_config.json``, else its defaults: 256x192 input, ImageNet mean
 and std) grows it to the model's aspect ratio, pads it by 1.25 and warps it to the input
 size; all people of a photo go through the model as one batch. **Flip test** (as ViTPose
