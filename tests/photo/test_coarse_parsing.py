@@ -444,7 +444,8 @@ def test_a_back_view_takes_its_skin_colour_from_the_hands():
 def test_a_back_views_neck_is_face_when_bare_and_clothing_when_covered(neck):
     """Seen from the back the head is hair, but a bare neck below the hair is skin, which
     CIHP labels face from either side (the skin colour from the hands); a turtleneck, of
-    neither the skin's nor the hair's colour, is clothing."""
+    neither the skin's nor the hair's colour, is clothing. The neck begins below the head's
+    silhouette (the head disk reaches down to y 45): what is painted there is the head's."""
     mask = draw_person(FRONT, hands=True)
     skin, shirt, hair = (224, 172, 140), (40, 60, 160), (60, 35, 20)
     image = np.zeros((H, W, 3), np.uint8)
@@ -456,7 +457,8 @@ def test_a_back_views_neck_is_face_when_bare_and_clothing_when_covered(neck):
     labels = coarse_parsing(mask, keypoints(BACK), image)
     assert label_at(labels, 60, 25) == L["hair"] and label_at(labels, 60, 35) == L["hair"]
     expected = L["face"] if neck == "skin" else L["upper-clothes"]
-    assert label_at(labels, 60, 42) == expected and label_at(labels, 57, 44) == expected
+    assert label_at(labels, 60, 44) == expected and label_at(labels, 57, 45) == expected
+    assert label_at(labels, 60, 41) == L["hair"]
     assert label_at(labels, 26, 110) == L["right-arm"]  # the hand that gave the skin colour
 
 

@@ -167,3 +167,21 @@ def test_a_shoe_is_told_from_the_trousers_by_its_sole_colour(seed, view):
     shoes = [L["left-shoe"], L["right-shoe"]]
     shoe, found = np.isin(truth, shoes), np.isin(got, shoes)
     assert (shoe & found).sum() / (shoe | found).sum() > 0.95
+
+
+@pytest.mark.parametrize("seed", [(1, 4), (5, 19), (47, 34)])
+def test_a_back_views_nape_begins_below_the_head(seed):
+    """Seen from the back, the neck's capsule reaches up to the head's centre, and short hair
+    that passes for skin (brown hair, dark skin) in its upper half became face: the lower
+    half of the back of the head (face IoU 0.45, 0.45, 0.36). The nape begins below the
+    head, where the silhouette widens again above the neck."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng(list(seed))
+    identity = sample_identity(rng)
+    person = render_person(identity, sample_pose(rng, view="back"), (512, 352))
+    truth = person["parsing"]
+    got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="back")
+    face, found = truth == L["face"], got == L["face"]
+    assert (face & found).sum() / (face | found).sum() > 0.6

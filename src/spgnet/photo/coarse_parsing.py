@@ -46,7 +46,9 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   eyes, or ``facing="back"``, which :mod:`spgnet.photo.detect` decides with a face detector
   because BlazePose reports a nose on back views too) has no face: head and neck are hair;
   with the photo, the neck's skin is face (CIHP labels visible neck skin face from either
-  side) and neck pixels neither skin nor of the hair's colour are a collar (upper-clothes).
+  side) and neck pixels neither skin nor of the hair's colour are a collar (upper-clothes);
+  the neck (its capsule reaches up to the head's centre there) ends where the silhouette
+  widens into the head (:func:`_below_head`), so hair that passes for skin stays hair.
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
   have the garment's chroma (wide trousers go on down to the feet). Over closed legs
@@ -107,6 +109,7 @@ _CHAINS = {_R_ARM: (2, 3, 4), _L_ARM: (5, 6, 7), _R_LEG: (8, 9, 10), _L_LEG: (11
 # distances ("steps"): an adult's average build, rounded.
 COLLAR = 0.15  # units the torso reaches above the shoulder joints
 NECK_RADIUS = 0.14  # neck half-width, in units
+HEAD_WIDENING = 1.3  # seen from the back, the head begins where the silhouette is this much wider than the neck
 ARM_RADIUS = 0.12  # arm half-width in units: within it an arm beats torso and legs
 HAND = 0.6  # the hand goes on beyond the wrist along the forearm, this many forearm lengths
 THIGH, SHIN = 0.85, 0.85  # hip -> knee and knee -> ankle, in torso lengths (for missing joints)
@@ -309,6 +312,34 @@ def _body_parts(kp: np.ndarray, present: np.ndarray, unit: float, face):
 def _grid_along(h: int, w: int, origin: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """``(H, W)``: every pixel's coordinate along ``direction`` from ``origin``."""
     return (np.arange(w)[None, :] - origin[0]) * direction[0] + (np.arange(h)[:, None] - origin[1]) * direction[1]
+
+
+def _below_head(mask: np.ndarray, capsules: list, unit: float) -> np.ndarray:
+    """``(H, W)`` bool: below the bottom of the head along the neck's capsule (from the neck
+    joint up to the head's centre on a back view): the silhouette, within half a unit of
+    the capsule's axis, is narrowest at the neck, and the head begins above that where it is
+    :data:`HEAD_WIDENING` times as wide again. All True without a neck capsule or a
+    narrowing (long hair over the neck)."""
+    h, w = mask.shape
+    neck = [c for c in capsules if c[3] == _NECK_PART]
+    if not neck:
+        return np.ones((h, w), bool)
+    start, end = np.asarray(neck[0][0], np.float64), np.asarray(neck[0][1], np.float64)
+    length = float(np.linalg.norm(end - start))
+    if length < 4:
+        return np.ones((h, w), bool)
+    up = (end - start) / length
+    along = _grid_along(h, w, start, up)
+    band = mask & (np.abs(_grid_along(h, w, start, np.array([-up[1], up[0]]))) <= 0.5 * unit)
+    band &= (along >= 0) & (along < length)
+    widths = np.bincount(along[band].astype(np.int64), minlength=int(length) + 1).astype(np.float64)
+    widths = np.convolve(widths, np.ones(3) / 3, mode="same")
+    lo, hi = int(0.2 * length), max(int(0.9 * length), int(0.2 * length) + 1)
+    narrowest = lo + int(np.argmin(widths[lo:hi]))
+    wider = np.nonzero(widths[narrowest:] >= HEAD_WIDENING * max(widths[narrowest], 1.0))[0]
+    if not len(wider):
+        return np.ones((h, w), bool)
+    return along < narrowest + int(wider[0])
 
 
 def _split_head(labels: np.ndarray, head: np.ndarray, neck: np.ndarray, face,
@@ -607,7 +638,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
             else:  # a back view's neck: its skin is face (as CIHP labels it), a collar is clothing
-                nape = (labels == HAIR) & (nearest == _NECK_PART)
+                nape = (labels == HAIR) & (nearest == _NECK_PART) & _below_head(mask, capsules, unit)
                 labels[nape & skin] = FACE
                 if hair_model is not None:
                     labels[nape & ~skin & ~_has_colour(ycc, hair_model)] = UPPER
