@@ -185,3 +185,20 @@ def test_a_back_views_nape_begins_below_the_head(seed):
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="back")
     face, found = truth == L["face"], got == L["face"]
     assert (face & found).sum() / (face | found).sum() > 0.6
+
+
+@pytest.mark.parametrize("seed", [(5, 7), (7, 22), (47, 15)])
+def test_a_back_view_without_visible_skin_elsewhere_has_a_bare_nape(seed):
+    """Seen from the back with the hands hidden and the legs covered, nothing gives the
+    skin's colour, and the bare nape stayed hair (face IoU 0.00 for all three). Below the
+    head, a nape in a skin colour (the skin box) and not of the hair's colour is face."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng(list(seed))
+    identity = sample_identity(rng)
+    person = render_person(identity, sample_pose(rng, view="back"), (512, 352))
+    truth = person["parsing"]
+    got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="back")
+    face, found = truth == L["face"], got == L["face"]
+    assert (face & found).sum() / (face | found).sum() > 0.85

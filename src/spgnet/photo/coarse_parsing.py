@@ -49,6 +49,8 @@ Parts (``unit`` = shoulder width, or a stand-in when the shoulders are missing; 
   side) and neck pixels neither skin nor of the hair's colour are a collar (upper-clothes);
   the neck (its capsule reaches up to the head's centre there) ends where the silhouette
   widens into the head (:func:`_below_head`), so hair that passes for skin stays hair.
+  With no skin colour to go by (hands hidden, legs covered), nape pixels in the skin box
+  and not of the hair's colour are face.
 * **skirt 12**: when the mask fills the gap between the thighs (the legs are apart but
   the garment is not), the pants are a skirt; with the photo, only when the shins do not
   have the garment's chroma (wide trousers go on down to the feet). Over closed legs
@@ -628,6 +630,9 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             top = _colour_model(ycc, (labels == UPPER) & (nearest == _TORSO))
             if top is not None:
                 labels[np.isin(labels, (LEFT_ARM, RIGHT_ARM)) & _has_colour(ycc, top) & ~_in_skin_box(ycc)] = UPPER
+            if face is None and hair_model is not None:  # a back view's nape in a skin colour, not the hair's
+                nape = (labels == HAIR) & (nearest == _NECK_PART) & _below_head(mask, capsules, unit)
+                labels[nape & _in_skin_box(ycc) & ~_has_colour(ycc, hair_model)] = FACE
         else:
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
             labels[arms & ~skin] = UPPER  # sleeves
