@@ -48,6 +48,23 @@ def people(synthetic_dataset):
     return synthetic_dataset(60, 2, (256, 176), 1)
 
 
+def render(seed: tuple[int, int], view: str, dress: bool = False):
+    """``(identity, person)``: the synthetic person ``seed`` (the generator's seed sequence)
+    drawn at 512x352 from ``view``, in a dress instead of a skirt with ``dress``."""
+    from spgnet.data.synth_body import sample_identity, sample_pose
+    from spgnet.data.synth_render import render_person
+
+    rng = np.random.default_rng(list(seed))
+    identity = sample_identity(rng, dress=dress)
+    return identity, render_person(identity, sample_pose(rng, view=view), (512, 352))
+
+
+def iou(truth: np.ndarray, got: np.ndarray, labels: list[int]) -> float:
+    """IoU of the pixels ``truth`` and ``got`` give any of ``labels``."""
+    a, b = np.isin(truth, labels), np.isin(got, labels)
+    return float((a & b).sum() / (a | b).sum())
+
+
 def test_parsing_of_synthetic_people_from_keypoints_and_mask(people):
     s = scores(people, with_image=False)
     assert s["accuracy"] >= 0.64, s
@@ -73,16 +90,11 @@ def test_a_skirt_running_off_the_picture_is_a_skirt(seed):
     """Synthetic people drawn close up whose skirts run off the picture's bottom edge: no
     hem with bare legs below it to tell a skirt by. From their true keypoints and silhouette
     the skirt is a skirt (it was pants)."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    person = render_person(sample_identity(rng), sample_pose(rng, view="front"), (512, 352))
+    _, person = render(seed, "front")
     truth = person["parsing"]
     assert (truth[-1] == L["skirt"]).sum() > 50  # the skirt does run off the picture
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="front")
-    skirt, found = truth == L["skirt"], got == L["skirt"]
-    assert (skirt & found).sum() / (skirt | found).sum() > 0.8
+    assert iou(truth, got, [L["skirt"]]) > 0.8
 
 
 @pytest.mark.parametrize("seed, view", [((47, 9), "front"), ((7, 55), "back"), ((1, 28), "front")])
@@ -91,17 +103,11 @@ def test_a_striped_or_dotted_dress_is_a_dress(seed, view):
     pattern falls differently on the bodice and the skirt, so their median colours differ
     and the dress was a top and a skirt (IoU 0.0, 0.0 and 0.76); their colour histograms
     are nearly the same. From true keypoints and silhouette the dress is a dress."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng, dress=True)
+    identity, person = render(seed, view, dress=True)
     assert identity.bottom == "dress" and identity.top.kind in ("stripes", "dots")
-    person = render_person(identity, sample_pose(rng, view=view), (512, 352))
     truth = person["parsing"]
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing=view)
-    dress, found = truth == L["dress"], got == L["dress"]
-    assert (dress & found).sum() / (dress | found).sum() > 0.9
+    assert iou(truth, got, [L["dress"]]) > 0.9
 
 
 @pytest.mark.parametrize("seed", [(5, 52), (47, 53), (1, 0)])
@@ -111,18 +117,12 @@ def test_thin_strips_along_the_legs_do_not_move_a_skirts_hem(seed):
     reached the ankles, so the skirt's hem was looked for there, a band with almost no
     garment in it, and the dress was a top over pants (IoU 0.0). The hem is looked for on
     the garment without strips thinner than ``HEM_CORE``."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng, dress=True)
+    identity, person = render(seed, "front", dress=True)
     assert identity.bottom == "dress"
-    person = render_person(identity, sample_pose(rng, view="front"), (512, 352))
     truth = person["parsing"]
     assert np.isin(truth[-60:], (L["left-leg"], L["right-leg"])).any()  # bare legs below the hem
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="front")
-    dress, found = truth == L["dress"], got == L["dress"]
-    assert (dress & found).sum() / (dress | found).sum() > 0.8
+    assert iou(truth, got, [L["dress"]]) > 0.8
     assert not (got == L["pants"]).any()
 
 
@@ -132,18 +132,11 @@ def test_a_shoe_of_the_trousers_colour_starts_at_the_ankle(seed, view):
     tell where the shoe starts: the last tenth of the shin stayed shoe (IoU 0.74, 0.75, 0.76,
     0.66), trouser leg above the ankle. Pixels of the trousers' colour above the ankle go
     back to the trousers."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng)
+    identity, person = render(seed, view)
     assert identity.bottom == "pants"
-    person = render_person(identity, sample_pose(rng, view=view), (512, 352))
     truth = person["parsing"]
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing=view)
-    shoes = [L["left-shoe"], L["right-shoe"]]
-    shoe, found = np.isin(truth, shoes), np.isin(got, shoes)
-    assert (shoe & found).sum() / (shoe | found).sum() > 0.88
+    assert iou(truth, got, [L["left-shoe"], L["right-shoe"]]) > 0.88
 
 
 @pytest.mark.parametrize("seed, view", [((5, 12), "front"), ((5, 21), "front"), ((5, 31), "back"), ((47, 37), "front")])
@@ -153,20 +146,13 @@ def test_a_shoe_is_told_from_the_trousers_by_its_sole_colour(seed, view):
     taken from everything below it mixed the trousers in: the trousers' last stretch stayed
     shoe (IoU 0.66, 0.62, 0.82, 0.67 with the ankles raised so). The shoe's colour comes from
     the lower half of the foot."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng)
+    identity, person = render(seed, view)
     assert identity.bottom == "pants"
-    person = render_person(identity, sample_pose(rng, view=view), (512, 352))
     truth, kp = person["parsing"], person["keypoints"].copy()
     for knee, ankle in ((9, 10), (12, 13)):  # OpenPose r-knee, r-ankle; l-knee, l-ankle
         kp[ankle] -= 0.12 * (kp[ankle] - kp[knee])
     got = coarse_parsing(truth > 0, kp, person["image"], facing=view)
-    shoes = [L["left-shoe"], L["right-shoe"]]
-    shoe, found = np.isin(truth, shoes), np.isin(got, shoes)
-    assert (shoe & found).sum() / (shoe | found).sum() > 0.95
+    assert iou(truth, got, [L["left-shoe"], L["right-shoe"]]) > 0.95
 
 
 @pytest.mark.parametrize("seed", [(1, 4), (5, 19), (47, 34)])
@@ -175,16 +161,10 @@ def test_a_back_views_nape_begins_below_the_head(seed):
     that passes for skin (brown hair, dark skin) in its upper half became face: the lower
     half of the back of the head (face IoU 0.45, 0.45, 0.36). The nape begins below the
     head, where the silhouette widens again above the neck."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng)
-    person = render_person(identity, sample_pose(rng, view="back"), (512, 352))
+    _, person = render(seed, "back")
     truth = person["parsing"]
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="back")
-    face, found = truth == L["face"], got == L["face"]
-    assert (face & found).sum() / (face | found).sum() > 0.6
+    assert iou(truth, got, [L["face"]]) > 0.6
 
 
 @pytest.mark.parametrize("seed", [(5, 7), (7, 22), (47, 15)])
@@ -192,13 +172,7 @@ def test_a_back_view_without_visible_skin_elsewhere_has_a_bare_nape(seed):
     """Seen from the back with the hands hidden and the legs covered, nothing gives the
     skin's colour, and the bare nape stayed hair (face IoU 0.00 for all three). Below the
     head, a nape in a skin colour (the skin box) and not of the hair's colour is face."""
-    from spgnet.data.synth_body import sample_identity, sample_pose
-    from spgnet.data.synth_render import render_person
-
-    rng = np.random.default_rng(list(seed))
-    identity = sample_identity(rng)
-    person = render_person(identity, sample_pose(rng, view="back"), (512, 352))
+    _, person = render(seed, "back")
     truth = person["parsing"]
     got = coarse_parsing(truth > 0, person["keypoints"], person["image"], facing="back")
-    face, found = truth == L["face"], got == L["face"]
-    assert (face & found).sum() / (face | found).sum() > 0.85
+    assert iou(truth, got, [L["face"]]) > 0.85

@@ -626,12 +626,14 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
             labels[not_hair] = _PART_LABEL[before[not_hair]]
         if hair_model is not None and torso_length is not None:
             _long_hair(labels, ycc, hair_model, kp, present, down, unit, torso_length)
+        # a back view's nape: the hair-labelled neck below the head (its skin is face, as CIHP
+        # labels it; a collar is clothing)
+        nape = (labels == HAIR) & (nearest == _NECK_PART) & _below_head(mask, capsules, unit) if face is None else None
         if skin_model is None:  # no skin to compare with: arms of the top's colour are its sleeves
             top = _colour_model(ycc, (labels == UPPER) & (nearest == _TORSO))
             if top is not None:
                 labels[np.isin(labels, (LEFT_ARM, RIGHT_ARM)) & _has_colour(ycc, top) & ~_in_skin_box(ycc)] = UPPER
-            if face is None and hair_model is not None:  # a back view's nape in a skin colour, not the hair's
-                nape = (labels == HAIR) & (nearest == _NECK_PART) & _below_head(mask, capsules, unit)
+            if nape is not None and hair_model is not None:  # the nape in a skin colour, not the hair's
                 labels[nape & _in_skin_box(ycc) & ~_has_colour(ycc, hair_model)] = FACE
         else:
             arms = np.isin(labels, (LEFT_ARM, RIGHT_ARM))
@@ -642,8 +644,7 @@ def coarse_parsing(mask: np.ndarray, kp: np.ndarray, image: np.ndarray | None = 
                 if hair_model is not None:  # fringe and side hair inside the face ellipse
                     hairy = (labels == FACE) & (nearest == _HEAD) & ~skin & _has_colour(ycc, hair_model)
                     labels[_touching(hairy, labels == HAIR)] = HAIR
-            else:  # a back view's neck: its skin is face (as CIHP labels it), a collar is clothing
-                nape = (labels == HAIR) & (nearest == _NECK_PART) & _below_head(mask, capsules, unit)
+            else:  # a back view's nape: its skin is face, a collar is clothing
                 labels[nape & skin] = FACE
                 if hair_model is not None:
                     labels[nape & ~skin & ~_has_colour(ycc, hair_model)] = UPPER
